@@ -1,0 +1,58 @@
+# Thin wrapper over CMake/CTest; the real build lives in CMakeLists.txt.
+# Every target that builds first runs scripts/deps.sh (silent when nothing is missing).
+
+PREFIX     ?= /usr/local
+CTEST_ARGS ?=
+BENCH_ARGS ?=
+JOBS       := $(shell nproc)
+CTEST      := ctest --output-on-failure -j2 $(CTEST_ARGS)
+ASAN_ENV   := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+              UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+TSAN_ENV   := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+
+MAKEFLAGS  += --no-print-directory
+
+.PHONY: all build deps test run bench tsan install format clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+build: deps
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+	cmake --build build -j$(JOBS)
+
+# Both passes always run, so one report shows plain and ASan/UBSan failures;
+# the target fails if either did.
+test: build
+	@rc=0; \
+	$(CTEST) --test-dir build || rc=1; \
+	cmake -S . -B build-asan -DVX_SANITIZE=address -DCMAKE_BUILD_TYPE=Debug && \
+	cmake --build build-asan -j$(JOBS) || exit 1; \
+	$(ASAN_ENV) $(CTEST) --test-dir build-asan || rc=1; \
+	if [ $$rc -ne 0 ]; then echo "make test: FAILED (see above)"; fi; \
+	exit $$rc
+
+run: build
+	@echo "starting vx-echo on port 9000; try it with: nc 127.0.0.1 9000 (Ctrl-C stops it)"
+	@exec build/bin/vx-echo --port 9000
+
+bench: build
+	bash bench/run.sh $(BENCH_ARGS)
+
+# Only the multi-threaded tests (label "threads"); none yet is not a failure.
+tsan: deps
+	cmake -S . -B build-tsan -DVX_SANITIZE=thread
+	cmake --build build-tsan -j$(JOBS)
+	$(TSAN_ENV) $(CTEST) --test-dir build-tsan -L threads --no-tests=ignore
+
+install: build
+	cmake --install build --prefix $(PREFIX)
+
+format:
+	find include src apps tests examples bench -type f \( -name '*.c' -o -name '*.h' \) \
+		-print0 2>/dev/null | xargs -0 -r clang-format -i
+
+clean:
+	rm -rf build build-asan build-tsan

@@ -1,0 +1,289 @@
+/* vortex: one event-loop API over every Linux I/O model.
+ *
+ * Conventions (the whole API follows them):
+ *  - Functions return 0 (or a count) on success and a negative errno on failure;
+ *    vx_strerror()/vx_err_name() name any such value.
+ *  - If a call that takes a callback fails, that callback is never called.
+ *  - One loop per thread. Nothing in a loop is locked: only vx_loop_post() and
+ *    vx_loop_stop() may be called from another thread.
+ *  - Handles (vx_conn, vx_listener, vx_io) are freed by the loop after their
+ *    close callback ran; timers and signal watchers are freed by their *_free().
+ *  - Data handed to a read callback is a view, valid only during the call.
+ */
+#ifndef VORTEX_H
+#define VORTEX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VX_API __attribute__((visibility("default")))
+
+#define VX_VERSION_MAJOR 0
+#define VX_VERSION_MINOR 1
+
+typedef struct vx_loop vx_loop;
+typedef struct vx_conn vx_conn;
+typedef struct vx_listener vx_listener;
+typedef struct vx_timer vx_timer;
+typedef struct vx_signal vx_signal;
+typedef struct vx_io vx_io;
+
+/* ------------------------------------------------------------------ errors */
+
+/* The name ("ECONNRESET") and message of a negative errno; never NULL. */
+VX_API const char *vx_err_name(int err);
+VX_API const char *vx_strerror(int err);
+
+/* ----------------------------------------------------------------- logging */
+
+enum { VX_LOG_ERROR, VX_LOG_WARN, VX_LOG_INFO, VX_LOG_DEBUG };
+typedef void (*vx_log_fn)(int level, const char *msg, void *ud);
+/* Route library log lines to fn (NULL: stderr) and drop lines above level. */
+VX_API void vx_log_set(vx_log_fn fn, void *ud, int level);
+
+/* --------------------------------------------------------------- allocator */
+
+/* realloc-shaped hook used for every allocation (size 0 frees). NULL restores
+ * the libc one. Set it before creating any loop; tests use it to fail the Nth
+ * allocation. */
+typedef void *(*vx_realloc_fn)(void *ptr, size_t size, void *ud);
+VX_API void vx_allocator_set(vx_realloc_fn fn, void *ud);
+
+/* -------------------------------------------------------------------- loop */
+
+typedef enum {
+    VX_BACKEND_AUTO = 0, /* uring when it works, else epoll (VX_BACKEND env overrides) */
+    VX_BACKEND_SELECT,
+    VX_BACKEND_POLL,
+    VX_BACKEND_EPOLL,    /* level-triggered */
+    VX_BACKEND_EPOLL_ET, /* edge-triggered, drain to EAGAIN */
+    VX_BACKEND_URING,    /* io_uring completion engine */
+    VX_BACKEND__COUNT
+} vx_backend;
+
+/* Backend from its name ("auto", "select", "poll", "epoll", "epoll-et", "uring");
+ * -EINVAL when unknown. */
+VX_API int vx_backend_parse(const char *name);
+VX_API const char *vx_backend_name(vx_backend b);
+
+typedef struct vx_loop_opts {
+    vx_backend backend; /* VX_BACKEND_AUTO: see above */
+} vx_loop_opts;
+
+/* Create a loop (opts may be NULL). -ENOSYS/-EPERM when the backend asked for
+ * cannot run here; auto never fails for that reason. */
+VX_API int vx_loop_new(vx_loop **out, const vx_loop_opts *opts);
+/* Run until vx_loop_stop(); returns 0, or a negative errno if the poller failed. */
+VX_API int vx_loop_run(vx_loop *loop);
+/* Make vx_loop_run() return after the current turn. Thread-safe. */
+VX_API void vx_loop_stop(vx_loop *loop);
+/* Close every handle still open (their close callbacks run) and free the loop.
+ * Must not be called while the loop runs. */
+VX_API void vx_loop_free(vx_loop *loop);
+/* Name of the backend in use ("epoll", "uring", ...). */
+VX_API const char *vx_loop_backend(const vx_loop *loop);
+/* The loop's cached monotonic clock in milliseconds (updated once per turn). */
+VX_API uint64_t vx_loop_now(const vx_loop *loop);
+/* Re-read the clock now (for long callbacks). */
+VX_API void vx_loop_update_time(vx_loop *loop);
+
+typedef void (*vx_fn)(void *arg);
+/* Run fn(arg) on the loop's thread during its next turn. Thread-safe: the only
+ * cross-thread call besides vx_loop_stop(). 0 or -ENOMEM. */
+VX_API int vx_loop_post(vx_loop *loop, vx_fn fn, void *arg);
+/* Run fn(arg) at the end of the current turn (loop thread only). 0 or -ENOMEM. */
+VX_API int vx_loop_defer(vx_loop *loop, vx_fn fn, void *arg);
+
+/* ------------------------------------------------------------------ counters */
+
+#define VX_SYSCALL_KINDS(X)                                                                        \
+    X(READ, "read")                                                                                \
+    X(WRITE, "write")                                                                              \
+    X(ACCEPT, "accept")                                                                            \
+    X(CONNECT, "connect")                                                                          \
+    X(CLOSE, "close")                                                                              \
+    X(SHUTDOWN, "shutdown")                                                                        \
+    X(SETSOCKOPT, "setsockopt")                                                                    \
+    X(WAIT, "wait")                                                                                \
+    X(CTL, "ctl")                                                                                  \
+    X(OTHER, "other")
+
+#define VX_ERROR_KINDS(X)                                                                          \
+    X(ACCEPT_EMFILE, "accept_emfile")                                                              \
+    X(ACCEPT_OTHER, "accept_other")                                                                \
+    X(RESET, "reset")                                                                              \
+    X(READ, "read")                                                                                \
+    X(WRITE, "write")                                                                              \
+    X(CONNECT, "connect")                                                                          \
+    X(TIMEOUT, "timeout")                                                                          \
+    X(NOMEM, "nomem")                                                                              \
+    X(POLLER, "poller")
+
+enum {
+#define X(k, s) VX_SYS_##k,
+    VX_SYSCALL_KINDS(X)
+#undef X
+        VX_SYS__COUNT
+};
+enum {
+#define X(k, s) VX_ERRK_##k,
+    VX_ERROR_KINDS(X)
+#undef X
+        VX_ERRK__COUNT
+};
+
+/* Per-loop counters: always on, cheap (plain increments on the loop thread). */
+typedef struct vx_stats {
+    uint64_t syscalls[VX_SYS__COUNT]; /* syscalls by kind */
+    uint64_t errors[VX_ERRK__COUNT];  /* errors by kind */
+    uint64_t wakeups;                 /* returns from the poller's wait */
+    uint64_t events;                  /* events (or completions) dispatched */
+    uint64_t accepts;                 /* connections accepted */
+    uint64_t conns_live;              /* connections open now */
+    uint64_t bytes_in, bytes_out;
+    uint64_t reads, writes;           /* read and write callbacks/flushes */
+} vx_stats;
+
+VX_API void vx_loop_stats(const vx_loop *loop, vx_stats *out);
+VX_API uint64_t vx_stats_syscalls(const vx_stats *s); /* sum over kinds */
+VX_API const char *vx_syscall_kind_name(int kind);
+VX_API const char *vx_error_kind_name(int kind);
+/* One line "backend=epoll wakeups=... read=..." into buf; returns its length. */
+VX_API int vx_stats_format(const vx_loop *loop, char *buf, size_t len);
+
+/* ------------------------------------------------------------------ timers */
+
+typedef void (*vx_timer_cb)(vx_timer *t, void *data);
+/* A stopped timer. 0, or -ENOMEM. */
+VX_API int vx_timer_new(vx_loop *loop, vx_timer_cb cb, void *data, vx_timer **out);
+/* (Re)arm: first fire after `after_ms`, then every `repeat_ms` (0: one-shot). */
+VX_API void vx_timer_start(vx_timer *t, uint64_t after_ms, uint64_t repeat_ms);
+VX_API void vx_timer_stop(vx_timer *t);
+VX_API bool vx_timer_active(const vx_timer *t);
+/* Stop and free; safe inside the timer's own callback. */
+VX_API void vx_timer_free(vx_timer *t);
+
+/* ----------------------------------------------------------------- signals */
+
+typedef void (*vx_signal_cb)(vx_signal *s, int signum, void *data);
+/* Deliver signum through the loop (signalfd; the signal is blocked in this
+ * thread). 0, -EINVAL, -ENOMEM or a signalfd error. */
+VX_API int vx_signal_start(vx_loop *loop, int signum, vx_signal_cb cb, void *data,
+                           vx_signal **out);
+/* Stop watching and free. */
+VX_API void vx_signal_free(vx_signal *s);
+
+/* --------------------------------------------------- readiness of foreign fds */
+
+enum { VX_READABLE = 1, VX_WRITABLE = 2 };
+typedef void (*vx_io_cb)(vx_io *io, int fd, unsigned events, void *data);
+/* Watch a foreign fd (pipe, eventfd, another library's socket); the fd stays
+ * the caller's. events = VX_READABLE|VX_WRITABLE (level-triggered semantics);
+ * errors and hang-ups are reported as readable. */
+VX_API int vx_io_start(vx_loop *loop, int fd, unsigned events, vx_io_cb cb, void *data,
+                       vx_io **out);
+/* Change the events watched (0 pauses). */
+VX_API int vx_io_update(vx_io *io, unsigned events);
+/* Stop watching and free (the fd is not closed). No callback runs after this. */
+VX_API void vx_io_free(vx_io *io);
+
+/* ------------------------------------------------------------ connections */
+
+/* Bytes arrived. Return how many were consumed; the rest is kept by the
+ * connection and handed again, followed by new bytes, on the next call. */
+typedef size_t (*vx_data_cb)(vx_conn *c, const char *data, size_t len);
+/* The peer sent FIN. Queued output is still delivered. Without this callback
+ * the connection is closed once its output is flushed. */
+typedef void (*vx_eof_cb)(vx_conn *c);
+/* Queued output fell below the low-water mark after having crossed the high one. */
+typedef void (*vx_drain_cb)(vx_conn *c);
+/* The connection is closed: err is 0 for an orderly close, else the reason
+ * (-ECONNRESET, -ETIMEDOUT, ...). The conn is freed right after this returns. */
+typedef void (*vx_close_cb)(vx_conn *c, int err);
+
+/* Callbacks of a connection; must outlive it (typically static const). */
+typedef struct vx_conn_cbs {
+    vx_data_cb on_data;
+    vx_eof_cb on_eof;     /* optional */
+    vx_drain_cb on_drain; /* optional */
+    vx_close_cb on_close; /* optional */
+} vx_conn_cbs;
+
+/* Begin reading. Until this is called an accepted connection reads nothing. */
+VX_API int vx_conn_start(vx_conn *c, const vx_conn_cbs *cbs, void *data);
+VX_API void *vx_conn_data(const vx_conn *c);
+VX_API void vx_conn_set_data(vx_conn *c, void *data);
+VX_API vx_loop *vx_conn_loop(const vx_conn *c);
+VX_API int vx_conn_fd(const vx_conn *c);
+
+/* Queue bytes (copied); flushed once at the end of this loop turn with one
+ * write/writev. 0, -EPIPE after shutdown/close, -ENOMEM. */
+VX_API int vx_conn_write(vx_conn *c, const void *data, size_t len);
+/* Bytes queued and not yet accepted by the kernel. */
+VX_API size_t vx_conn_queued(const vx_conn *c);
+/* Pause reading once more than `high` bytes are queued, resume below `low`.
+ * Defaults 1 MiB / 256 KiB. `high` 0 disables the pause. */
+VX_API void vx_conn_set_watermarks(vx_conn *c, size_t low, size_t high);
+/* Stop/resume reading (independent of the water marks). */
+VX_API void vx_conn_pause(vx_conn *c);
+VX_API void vx_conn_resume(vx_conn *c);
+/* Close when no byte arrived or left for ms (0 disables). The close callback
+ * gets -ETIMEDOUT. Cost per activity is O(1). */
+VX_API void vx_conn_set_idle_timeout(vx_conn *c, uint64_t ms);
+/* shutdown(SHUT_WR) once queued output is sent; reading goes on. */
+VX_API int vx_conn_shutdown(vx_conn *c);
+/* Stop reading, send queued output, then close. Idempotent. */
+VX_API void vx_conn_close(vx_conn *c);
+/* Close now, dropping queued output (a reset if `rst`). Idempotent. */
+VX_API void vx_conn_abort(vx_conn *c, bool rst);
+
+/* ------------------------------------------------------------------ listen */
+
+typedef void (*vx_accept_cb)(vx_listener *l, vx_conn *c, void *data);
+
+typedef struct vx_listen_opts {
+    const char *host;      /* numeric IPv4/IPv6 or "localhost"; NULL: 0.0.0.0 */
+    uint16_t port;         /* 0: a free port (see vx_listener_port) */
+    const char *unix_path; /* listen on a Unix socket instead (replaces a stale one) */
+    int backlog;           /* 0: 4096 */
+    bool reuseport;        /* SO_REUSEPORT */
+    bool no_delay_off;     /* keep Nagle on accepted TCP connections */
+} vx_listen_opts;
+
+/* Bind, listen and start accepting; cb owns each new connection (start or
+ * close it). -EADDRINUSE, -EINVAL, -EMFILE... */
+VX_API int vx_listen(vx_loop *loop, const vx_listen_opts *opts, vx_accept_cb cb, void *data,
+                     vx_listener **out);
+/* The bound port (TCP), useful after port 0. */
+VX_API uint16_t vx_listener_port(const vx_listener *l);
+VX_API int vx_listener_fd(const vx_listener *l);
+/* Stop accepting, close the socket (and unlink a Unix path), free. */
+VX_API void vx_listener_close(vx_listener *l);
+
+/* ----------------------------------------------------------------- connect */
+
+/* c is the new connection (start it) when err is 0; NULL when err < 0
+ * (-ECONNREFUSED, -ETIMEDOUT, -ENETUNREACH, ...). */
+typedef void (*vx_connect_cb)(vx_conn *c, int err, void *data);
+
+typedef struct vx_connect_opts {
+    const char *host;      /* numeric IPv4/IPv6 or "localhost" */
+    uint16_t port;
+    const char *unix_path; /* connect to a Unix socket instead */
+    uint64_t timeout_ms;   /* 0: no timeout */
+    bool no_delay_off;
+} vx_connect_opts;
+
+/* Start a non-blocking connect; cb runs exactly once, on the loop, later. */
+VX_API int vx_connect(vx_loop *loop, const vx_connect_opts *opts, vx_connect_cb cb, void *data);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,282 @@
+/* The reactor engine: performs accept, read, write and connect when a
+ * readiness poller (select, poll, epoll, epoll-et) says an fd is ready.
+ *
+ * Level-triggered pollers: one read per readable event (fair between
+ * connections, like the hand-written loops); write interest only while a
+ * write is blocked. Edge-triggered: interest is registered once, reads go on
+ * until a short read (the kernel raises a new edge for data that arrives
+ * later) with a budget per turn, and writes wait for the next edge. */
+#include "net/conn.h"
+#include "poller/poller.h"
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define ACCEPT_BATCH 64
+#define EDGE_READ_BUDGET 16
+#define MAX_IOV 64
+
+static bool edge(const vx_loop *loop) { return loop->poller->edge; }
+
+static int poller_set(vx__handle *h, uint32_t events) {
+    int rc = h->loop->poller->update(h->loop, h, events);
+    if (rc < 0) {
+        VX__COUNT_ERR(h->loop, POLLER);
+        VX__LOG_WARN("%s: cannot watch fd %d: %s", h->loop->poller->name, h->fd, vx_err_name(rc));
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------ reading */
+
+/* One read; false when the caller should stop reading for now. */
+static bool read_once(vx_conn *c, bool *short_read) {
+    size_t cap;
+    char *p = vx__conn_read_buf(c, &cap);
+    if (!p) {
+        VX__COUNT_ERR(c->h.loop, NOMEM);
+        vx__conn_error(c, -ENOMEM);
+        return false;
+    }
+    VX__COUNT_SYS(c->h.loop, READ);
+    ssize_t n = read(c->h.fd, p, cap);
+    if (n > 0) {
+        *short_read = (size_t)n < cap;
+        vx__conn_input(c, p, (size_t)n);
+        return true;
+    }
+    if (n == 0) {
+        vx__conn_eof(c);
+        return false;
+    }
+    if (errno == EAGAIN || errno == EINTR)
+        return false;
+    VX__COUNT_ERR(c->h.loop, READ);
+    vx__conn_error(c, -errno);
+    return false;
+}
+
+/* Edge mode stops at a short read: data that arrives later raises a new
+ * edge. Not so for a FIN already queued behind the data (RDHUP), nor after a
+ * pause or a spent budget: then only EAGAIN or EOF ends the reading. */
+static void do_read(vx_conn *c, bool to_eagain) {
+    bool short_read = false;
+    if (!edge(c->h.loop)) {
+        read_once(c, &short_read);
+        return;
+    }
+    for (int i = 0; i < EDGE_READ_BUDGET; i++) {
+        if (!vx__conn_wants_read(c) || !read_once(c, &short_read) || (short_read && !to_eagain))
+            return;
+    }
+    vx__conn_schedule_again(c); /* budget spent: more may be waiting, and no new edge comes */
+}
+
+static uint32_t lt_interest(const vx_conn *c) {
+    return (vx__conn_wants_read(c) ? VX__EV_IN : 0) | (c->flags & VX__CF_WBLOCKED ? VX__EV_OUT : 0);
+}
+
+/* A connection the poller refuses (select: fd >= FD_SETSIZE; epoll: ENOMEM,
+ * ENOSPC) would never hear from its peer again: close it with the reason. */
+static void reactor_read(vx_conn *c) {
+    int rc = 0;
+    if (!edge(c->h.loop))
+        rc = poller_set(&c->h, lt_interest(c));
+    else if (!c->h.events)
+        rc = poller_set(&c->h, VX__EV_IN | VX__EV_OUT); /* once, for the connection's life */
+    else if (vx__conn_wants_read(c))
+        vx__conn_schedule_again(c); /* resumed: the edge may have passed while paused */
+    if (rc < 0)
+        vx__conn_error(c, rc);
+}
+
+static void reactor_read_again(vx_conn *c) {
+    if (edge(c->h.loop))
+        do_read(c, true);
+}
+
+/* ------------------------------------------------------------ writing */
+
+/* One send of (up to MAX_IOV chunks of) the queue; *offered is what it tried. */
+static ssize_t send_queue(vx_conn *c, size_t *offered) {
+    struct iovec iov[MAX_IOV];
+    int cnt = vx__outq_iov(&c->out, iov, MAX_IOV);
+    *offered = 0;
+    for (int i = 0; i < cnt; i++)
+        *offered += iov[i].iov_len;
+    VX__COUNT_SYS(c->h.loop, WRITE);
+    if (cnt == 1)
+        return send(c->h.fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
+    return sendmsg(c->h.fd, &msg, MSG_NOSIGNAL);
+}
+
+static void set_blocked(vx_conn *c, bool blocked) {
+    if (blocked == !!(c->flags & VX__CF_WBLOCKED))
+        return;
+    c->flags ^= VX__CF_WBLOCKED;
+    if (!edge(c->h.loop) && !(c->h.hflags & VX__HF_CLOSING))
+        poller_set(&c->h, lt_interest(c));
+}
+
+static void reactor_flush(vx_conn *c) {
+    while (c->out.bytes) {
+        size_t offered;
+        ssize_t n = send_queue(c, &offered);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) {
+                set_blocked(c, true);
+                return;
+            }
+            VX__COUNT_ERR(c->h.loop, WRITE);
+            vx__conn_error(c, -errno);
+            return;
+        }
+        vx__conn_sent(c, (size_t)n);
+        if (c->h.hflags & VX__HF_CLOSING)
+            return;
+        if ((size_t)n < offered) {
+            set_blocked(c, true); /* the socket buffer is full */
+            return;
+        }
+    }
+    set_blocked(c, false);
+}
+
+/* ---------------------------------------------------------- connecting */
+
+static int reactor_connect(vx_conn *c, const struct sockaddr *sa, socklen_t len) {
+    VX__COUNT_SYS(c->h.loop, CONNECT);
+    if (connect(c->h.fd, sa, len) < 0 && errno != EINPROGRESS)
+        return -errno;
+    /* Writable means finished, even when connect() already succeeded (Unix
+     * sockets): the callback must run later, never from inside vx_connect(). */
+    return poller_set(&c->h, VX__EV_OUT);
+}
+
+static void finish_connect(vx_conn *c) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    VX__COUNT_SYS(c->h.loop, OTHER);
+    if (getsockopt(c->h.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (!edge(c->h.loop))
+        poller_set(&c->h, 0);
+    vx__conn_connected(c, -err);
+}
+
+/* ------------------------------------------------------------ dispatch */
+
+/* Error or hang-up while not reading: level-triggered pollers would report
+ * it forever, so the connection ends here. */
+static void conn_hangup(vx_conn *c, uint32_t ev) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (ev & VX__EV_ERR)
+        getsockopt(c->h.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err)
+        vx__conn_error(c, -err);
+    else if (!edge(c->h.loop))
+        vx__conn_error(c, (c->flags & VX__CF_EOF) && (c->flags & VX__CF_SHUT_DONE) ? 0 : -EPIPE);
+}
+
+static void conn_ready(vx_conn *c, uint32_t ev) {
+    if (c->flags & VX__CF_CONNECTING) {
+        finish_connect(c);
+        return;
+    }
+    if ((ev & VX__EV_OUT) && (c->flags & VX__CF_WBLOCKED)) {
+        reactor_flush(c); /* clears WBLOCKED (and write interest) once drained */
+        if (c->h.hflags & VX__HF_CLOSING)
+            return;
+    }
+    if (!(ev & (VX__EV_IN | VX__EV_ERR | VX__EV_HUP)))
+        return;
+    if (vx__conn_wants_read(c))
+        do_read(c, ev & VX__EV_RDHUP);
+    else if ((ev & (VX__EV_ERR | VX__EV_HUP)) && !(c->flags & VX__CF_WBLOCKED))
+        conn_hangup(c, ev);
+}
+
+static void accept_ready(vx_listener *l) {
+    vx__handle *h = (vx__handle *)l;
+    for (int i = 0; i < ACCEPT_BATCH && h->events && !(h->hflags & VX__HF_CLOSING); i++) {
+        VX__COUNT_SYS(h->loop, ACCEPT);
+        int fd = accept4(h->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            vx__listener_accepted(l, fd);
+            continue;
+        }
+        if (errno == EINTR || errno == ECONNABORTED)
+            continue;
+        if (errno != EAGAIN)
+            vx__listener_error(l, -errno);
+        return;
+    }
+}
+
+void vx__reactor_ready(vx_loop *loop, vx__handle *h, uint32_t ev) {
+    loop->stats.events++;
+    if (h->hflags & VX__HF_CLOSING)
+        return; /* closed by an earlier callback of this batch */
+    switch (h->type) {
+    case VX__H_CONN:
+        conn_ready((vx_conn *)h, ev);
+        break;
+    case VX__H_LISTENER:
+        accept_ready((vx_listener *)h);
+        break;
+    default:
+        vx__io_ready((vx_io *)h, (ev & (VX__EV_IN | VX__EV_ERR | VX__EV_HUP) ? VX_READABLE : 0) |
+                                     (ev & VX__EV_OUT ? VX_WRITABLE : 0));
+    }
+}
+
+/* ------------------------------------------------------------ the rest */
+
+static int reactor_listen(vx_listener *l, bool on) {
+    return poller_set((vx__handle *)l, on ? VX__EV_IN : 0);
+}
+
+static int reactor_io(vx_io *io, unsigned events) {
+    return poller_set((vx__handle *)io, (events & VX_READABLE ? VX__EV_IN : 0) |
+                                            (events & VX_WRITABLE ? VX__EV_OUT : 0));
+}
+
+static void reactor_close(vx__handle *h) {
+    vx_loop *loop = h->loop;
+    h->hflags |= VX__HF_CLOSING;
+    if (h->type == VX__H_IO) {
+        if (h->events)
+            poller_set(h, 0); /* the fd stays open: really remove it */
+    } else {
+        if (h->events || h->slot >= 0)
+            loop->poller->forget(loop, h);
+        VX__COUNT_SYS(loop, CLOSE);
+        close(h->fd);
+    }
+    vx__handle_closed(h);
+}
+
+static int reactor_wait(vx_loop *loop, int timeout_ms) {
+    int n = loop->poller->wait(loop, timeout_ms);
+    loop->stats.wakeups++;
+    return n < 0 ? n : 0;
+}
+
+static int reactor_init(vx_loop *loop) { return loop->poller->init(loop); }
+
+static void reactor_fini(vx_loop *loop) { loop->poller->fini(loop); }
+
+const vx__engine vx__reactor_engine = {
+    .name = "reactor",
+    .init = reactor_init,
+    .fini = reactor_fini,
+    .wait = reactor_wait,
+    .listen = reactor_listen,
+    .read = reactor_read,
+    .flush = reactor_flush,
+    .connect = reactor_connect,
+    .close = reactor_close,
+    .io = reactor_io,
+    .read_again = reactor_read_again,
+};

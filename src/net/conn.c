@@ -1,0 +1,462 @@
+/* Connection logic common to every engine: input hand-off, the output queue
+ * and its water marks, half-close, graceful and abortive close, idle timeout.
+ * Engines perform the I/O and report here through the vx__conn_* calls. */
+#include "net/conn.h"
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+#define DEFAULT_HIGH (1u << 20)
+#define DEFAULT_LOW (256u << 10)
+#define READ_RESERVE (16u << 10)
+#define MAX_PENDING_INPUT (16u << 20) /* unconsumed input past this is a broken peer or app */
+#define LINGER_MS 2000                /* after our FIN, wait this long for the peer's */
+#define CLOSE_FLUSH_MS 30000          /* a closing conn whose peer reads nothing */
+
+static void finish_close(vx_conn *c);
+
+static void fire_timer(vx__tnode *n);
+
+vx_conn *vx__conn_new(vx_loop *loop, int fd, bool nodelay) {
+    vx_conn *c = vx__calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    if (vx__heap_reserve(&loop->timers) < 0) {
+        vx__free(c);
+        return NULL;
+    }
+    if (vx__handle_init(loop, &c->h, VX__H_CONN, fd) < 0) {
+        vx__heap_unreserve(&loop->timers);
+        vx__free(c);
+        return NULL;
+    }
+    vx__tnode_init(&c->timer, fire_timer);
+    c->low = DEFAULT_LOW;
+    c->high = DEFAULT_HIGH;
+    if (nodelay) {
+        int one = 1;
+        VX__COUNT_SYS(loop, SETSOCKOPT);
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    loop->stats.conns_live++;
+    return c;
+}
+
+/* ------------------------------------------------------------- accessors */
+
+void *vx_conn_data(const vx_conn *c) { return c->data; }
+void vx_conn_set_data(vx_conn *c, void *data) { c->data = data; }
+vx_loop *vx_conn_loop(const vx_conn *c) { return c->h.loop; }
+int vx_conn_fd(const vx_conn *c) { return c->h.fd; }
+size_t vx_conn_queued(const vx_conn *c) { return c->out.bytes; }
+
+static bool dead(const vx_conn *c) { return c->h.hflags & VX__HF_CLOSING; }
+
+bool vx__conn_wants_read(const vx_conn *c) {
+    if (dead(c) || !(c->flags & VX__CF_STARTED))
+        return false;
+    if (c->flags & (VX__CF_CONNECTING | VX__CF_EOF))
+        return false;
+    if (c->flags & VX__CF_LINGER)
+        return true;
+    return !(c->flags & (VX__CF_PAUSED | VX__CF_HWM | VX__CF_CLOSING));
+}
+
+bool vx__conn_wants_write(const vx_conn *c) { return c->out.bytes && !dead(c); }
+
+static void update_reading(vx_conn *c) {
+    if (!dead(c) && !(c->flags & VX__CF_CONNECTING))
+        c->h.loop->engine->read(c);
+}
+
+void vx__conn_schedule_again(vx_conn *c) {
+    if (c->flags & VX__CF_AGAIN)
+        return;
+    c->flags |= VX__CF_AGAIN;
+    c->again_next = c->h.loop->again_head;
+    c->h.loop->again_head = c;
+}
+
+static void schedule_flush(vx_conn *c) {
+    if (c->flags & (VX__CF_IN_FLUSH | VX__CF_WBLOCKED))
+        return;
+    c->flags |= VX__CF_IN_FLUSH;
+    c->flush_next = c->h.loop->flush_head;
+    c->h.loop->flush_head = c;
+}
+
+/* Activity: O(1), the timer node is only moved when it fires (lazy deadline). */
+static void touch(vx_conn *c) {
+    if (c->idle_ms)
+        c->idle_deadline = c->h.loop->now + c->idle_ms;
+}
+
+static void arm_deadline(vx_conn *c, uint64_t ms) {
+    c->idle_deadline = c->h.loop->now + ms;
+    if (!vx__tnode_armed(&c->timer) || c->timer.deadline > c->idle_deadline)
+        vx__heap_arm(&c->h.loop->timers, &c->timer, c->idle_deadline);
+}
+
+/* ------------------------------------------------------------- public API */
+
+int vx_conn_start(vx_conn *c, const vx_conn_cbs *cbs, void *data) {
+    if (!cbs || !cbs->on_data)
+        return -EINVAL;
+    if (c->flags & VX__CF_STARTED)
+        return -EALREADY;
+    if (dead(c) || (c->flags & VX__CF_CLOSING))
+        return -EPIPE;
+    c->cbs = cbs;
+    c->data = data;
+    c->flags |= VX__CF_STARTED;
+    update_reading(c);
+    return 0;
+}
+
+int vx_conn_write(vx_conn *c, const void *data, size_t len) {
+    if (dead(c) || (c->flags & (VX__CF_CLOSING | VX__CF_SHUT_WANTED)))
+        return -EPIPE;
+    if (len == 0)
+        return 0;
+    int rc = vx__outq_append(&c->out, &c->h.loop->chunks, data, len);
+    if (rc < 0)
+        return rc;
+    schedule_flush(c);
+    if (c->high && c->out.bytes > c->high && !(c->flags & VX__CF_HWM)) {
+        c->flags |= VX__CF_HWM;
+        update_reading(c);
+    }
+    return 0;
+}
+
+void vx_conn_set_watermarks(vx_conn *c, size_t low, size_t high) {
+    c->high = (uint32_t)VX__MIN(high, UINT32_MAX);
+    c->low = (uint32_t)VX__MIN(VX__MIN(low, high), UINT32_MAX);
+}
+
+void vx_conn_pause(vx_conn *c) {
+    if (c->flags & VX__CF_PAUSED)
+        return;
+    c->flags |= VX__CF_PAUSED;
+    update_reading(c);
+}
+
+static void resumed(vx_conn *c) {
+    update_reading(c);
+    /* Input kept while paused may hold whole messages: hand it over again. */
+    if (c->in.len && vx__conn_wants_read(c))
+        vx__conn_schedule_again(c);
+}
+
+void vx_conn_resume(vx_conn *c) {
+    if (!(c->flags & VX__CF_PAUSED))
+        return;
+    c->flags &= ~VX__CF_PAUSED;
+    resumed(c);
+}
+
+void vx_conn_set_idle_timeout(vx_conn *c, uint64_t ms) {
+    if (ms > UINT32_MAX)
+        ms = UINT32_MAX;
+    c->idle_ms = (uint32_t)ms;
+    if (!ms) {
+        if (!(c->flags & (VX__CF_CONNECTING | VX__CF_CLOSING)))
+            vx__heap_disarm(&c->h.loop->timers, &c->timer);
+        return;
+    }
+    arm_deadline(c, ms);
+}
+
+static void shutdown_write(vx_conn *c) {
+    if (c->flags & VX__CF_SHUT_DONE)
+        return;
+    c->flags |= VX__CF_SHUT_DONE;
+    VX__COUNT_SYS(c->h.loop, SHUTDOWN);
+    shutdown(c->h.fd, SHUT_WR);
+}
+
+int vx_conn_shutdown(vx_conn *c) {
+    if (dead(c) || (c->flags & VX__CF_CLOSING))
+        return -EPIPE;
+    c->flags |= VX__CF_SHUT_WANTED;
+    if (!c->out.bytes && !(c->flags & VX__CF_CONNECTING))
+        shutdown_write(c);
+    return 0;
+}
+
+/* Output is flushed: close now if the peer is done, else send FIN and wait
+ * for the peer's (discarding input) so that unread input does not turn our
+ * close into a reset that destroys the tail of what we sent. */
+static void close_drained(vx_conn *c) {
+    if (c->flags & VX__CF_EOF) {
+        finish_close(c);
+        return;
+    }
+    shutdown_write(c);
+    c->flags |= VX__CF_LINGER;
+    arm_deadline(c, LINGER_MS);
+    c->idle_ms = 0; /* the linger deadline is final */
+    update_reading(c);
+}
+
+void vx_conn_close(vx_conn *c) {
+    if (dead(c) || (c->flags & VX__CF_CLOSING))
+        return;
+    c->flags |= VX__CF_CLOSING;
+    if ((c->flags & VX__CF_CONNECTING) || !(c->flags & VX__CF_STARTED)) {
+        finish_close(c);
+        return;
+    }
+    update_reading(c);
+    if (!c->out.bytes) {
+        close_drained(c);
+        return;
+    }
+    if (!c->idle_ms)
+        vx_conn_set_idle_timeout(c, CLOSE_FLUSH_MS);
+}
+
+void vx_conn_abort(vx_conn *c, bool rst) {
+    if (dead(c))
+        return;
+    if (rst) {
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        VX__COUNT_SYS(c->h.loop, SETSOCKOPT);
+        setsockopt(c->h.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    finish_close(c);
+}
+
+/* ------------------------------------------------------- engine reports */
+
+char *vx__conn_read_buf(vx_conn *c, size_t *cap) {
+    if (!c->in.len) {
+        *cap = VX__SCRATCH_SIZE;
+        return c->h.loop->scratch;
+    }
+    if (vx__buf_reserve(&c->in, READ_RESERVE) < 0)
+        return NULL;
+    *cap = c->in.cap - c->in.len;
+    return c->in.data + c->in.len;
+}
+
+static void fail(vx_conn *c, int err) {
+    if (!c->close_err)
+        c->close_err = err;
+    finish_close(c);
+}
+
+/* Hand data[0..len) to the user; keep what it did not consume. */
+static void deliver(vx_conn *c, char *data, size_t len, bool from_in) {
+    c->flags |= VX__CF_IN_CB;
+    size_t used = c->cbs->on_data(c, data, len);
+    c->flags &= ~VX__CF_IN_CB;
+    if (used > len)
+        used = len;
+    if (dead(c))
+        return;
+    if (from_in) {
+        vx__buf_consume(&c->in, used);
+    } else if (used < len && vx__buf_append(&c->in, data + used, len - used) < 0) {
+        VX__COUNT_ERR(c->h.loop, NOMEM);
+        fail(c, -ENOMEM);
+        return;
+    }
+    if (c->in.len > MAX_PENDING_INPUT) {
+        VX__LOG_WARN("conn fd %d: %u unconsumed input bytes, closing", c->h.fd, c->in.len);
+        fail(c, -ENOBUFS);
+    }
+}
+
+void vx__conn_input(vx_conn *c, char *p, size_t n) {
+    vx_loop *loop = c->h.loop;
+    loop->stats.bytes_in += n;
+    loop->stats.reads++;
+    touch(c);
+    if (c->flags & VX__CF_LINGER)
+        return; /* closing: input is discarded */
+    if (!c->in.len) {
+        deliver(c, p, n, false);
+        return;
+    }
+    if (p == c->in.data + c->in.len) {
+        c->in.len += (uint32_t)n;
+    } else if (vx__buf_append(&c->in, p, n) < 0) {
+        VX__COUNT_ERR(loop, NOMEM);
+        fail(c, -ENOMEM);
+        return;
+    }
+    deliver(c, c->in.data, c->in.len, true);
+}
+
+void vx__conn_eof(vx_conn *c) {
+    c->flags |= VX__CF_EOF;
+    update_reading(c);
+    if (c->flags & VX__CF_CLOSING) {
+        if (c->flags & VX__CF_LINGER)
+            finish_close(c);
+        return;
+    }
+    if (c->cbs->on_eof)
+        c->cbs->on_eof(c);
+    else
+        vx_conn_close(c);
+}
+
+void vx__conn_error(vx_conn *c, int err) {
+    if (err == -ECONNRESET || err == -EPIPE)
+        VX__COUNT_ERR(c->h.loop, RESET);
+    if (c->flags & VX__CF_LINGER)
+        err = 0; /* we were closing anyway; the peer just did not say goodbye */
+    fail(c, err);
+}
+
+void vx__conn_sent(vx_conn *c, size_t n) {
+    vx_loop *loop = c->h.loop;
+    loop->stats.bytes_out += n;
+    loop->stats.writes++;
+    vx__outq_consume(&c->out, &loop->chunks, n);
+    touch(c);
+    if ((c->flags & VX__CF_HWM) && c->out.bytes <= c->low) {
+        c->flags &= ~VX__CF_HWM;
+        resumed(c);
+        if ((c->flags & VX__CF_STARTED) && c->cbs->on_drain && !(c->flags & VX__CF_CLOSING))
+            c->cbs->on_drain(c);
+        if (dead(c))
+            return;
+    }
+    if (c->out.bytes)
+        return;
+    if (c->flags & VX__CF_CLOSING)
+        close_drained(c);
+    else if (c->flags & VX__CF_SHUT_WANTED)
+        shutdown_write(c);
+}
+
+void vx__conn_connected(vx_conn *c, int err) {
+    vx_loop *loop = c->h.loop;
+    vx_connect_cb cb = c->connect_cb;
+    vx__heap_disarm(&loop->timers, &c->timer);
+    c->flags &= ~VX__CF_CONNECTING;
+    if (err < 0) {
+        VX__COUNT_ERR(loop, CONNECT);
+        c->connect_cb = NULL;
+        finish_close(c); /* the user never saw c: no close callback */
+        if (cb)
+            cb(NULL, err, c->data);
+        return;
+    }
+    c->connect_cb = NULL;
+    cb(c, 0, c->data);
+    if (dead(c))
+        return;
+    if (c->out.bytes)
+        schedule_flush(c);
+    if (c->flags & VX__CF_CLOSING && !c->out.bytes)
+        close_drained(c);
+}
+
+/* ---------------------------------------------------------------- timers */
+
+static void fire_timer(vx__tnode *n) {
+    vx_conn *c = VX__CONTAINER_OF(n, vx_conn, timer);
+    vx_loop *loop = c->h.loop;
+    if (c->flags & VX__CF_CONNECTING) {
+        VX__COUNT_ERR(loop, TIMEOUT);
+        vx__conn_connected(c, -ETIMEDOUT);
+        return;
+    }
+    if (loop->now < c->idle_deadline) {
+        vx__heap_arm(&loop->timers, n, c->idle_deadline);
+        return;
+    }
+    if (c->flags & VX__CF_LINGER) {
+        finish_close(c);
+        return;
+    }
+    VX__COUNT_ERR(loop, TIMEOUT);
+    fail(c, -ETIMEDOUT);
+}
+
+/* ------------------------------------------------------------- closing */
+
+static void unlink_again(vx_conn *c) {
+    vx_conn **pp = &c->h.loop->again_head;
+    while (*pp && *pp != c)
+        pp = &(*pp)->again_next;
+    if (*pp)
+        *pp = c->again_next;
+    c->flags &= ~VX__CF_AGAIN;
+}
+
+static void unlink_flush(vx_conn *c) {
+    vx_conn **pp = &c->h.loop->flush_head;
+    while (*pp && *pp != c)
+        pp = &(*pp)->flush_next;
+    if (*pp)
+        *pp = c->flush_next;
+    c->flags &= ~VX__CF_IN_FLUSH;
+}
+
+/* Hand c to the engine for closing; the close callback runs when it is reaped. */
+static void finish_close(vx_conn *c) {
+    vx_loop *loop = c->h.loop;
+    if (dead(c))
+        return;
+    c->h.hflags |= VX__HF_CLOSING;
+    vx__heap_disarm(&loop->timers, &c->timer);
+    if (c->flags & VX__CF_AGAIN)
+        unlink_again(c);
+    if (c->flags & VX__CF_IN_FLUSH)
+        unlink_flush(c);
+    vx__outq_clear(&c->out, &loop->chunks);
+    loop->stats.conns_live--;
+    loop->engine->close(&c->h);
+}
+
+void vx__conn_teardown(vx_conn *c) {
+    if (!c->close_err)
+        c->close_err = -ECANCELED;
+    finish_close(c);
+}
+
+void vx__conn_reap(vx_conn *c) {
+    vx_loop *loop = c->h.loop;
+    if ((c->flags & VX__CF_STARTED) && c->cbs->on_close)
+        c->cbs->on_close(c, c->close_err);
+    vx__buf_free(&c->in);
+    vx__heap_unreserve(&loop->timers);
+    vx__free(c);
+}
+
+/* ------------------------------------------------------- end of a turn */
+
+void vx__conn_run_again(vx_loop *loop) {
+    vx_conn *list = loop->again_head;
+    loop->again_head = NULL;
+    while (list) {
+        vx_conn *c = list;
+        list = c->again_next;
+        c->flags &= ~VX__CF_AGAIN;
+        if (!vx__conn_wants_read(c))
+            continue;
+        if (c->in.len && !(c->flags & VX__CF_LINGER)) {
+            deliver(c, c->in.data, c->in.len, true);
+            if (!vx__conn_wants_read(c))
+                continue;
+        }
+        if (loop->engine->read_again)
+            loop->engine->read_again(c);
+    }
+}
+
+void vx__conn_flush_all(vx_loop *loop) {
+    vx_conn *c;
+    while ((c = loop->flush_head)) {
+        loop->flush_head = c->flush_next;
+        c->flags &= ~VX__CF_IN_FLUSH;
+        if (dead(c) || (c->flags & (VX__CF_CONNECTING | VX__CF_WBLOCKED)) || !c->out.bytes)
+            continue;
+        loop->engine->flush(c);
+    }
+}
