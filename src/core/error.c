@@ -1,5 +1,6 @@
 /* Names and messages of negative errno values, from one table. */
 #include "core/common.h"
+#include <limits.h>
 #include <stdio.h>
 
 #define VX__ERRNOS(X)                                                                              \
@@ -11,6 +12,8 @@
     X(EALREADY) X(EINPROGRESS) X(ECANCELED) X(EOVERFLOW) X(EPROTO) X(E2BIG)
 
 const char *vx_err_name(int err) {
+    if (err == INT_MIN) /* cannot be negated */
+        return "EUNKNOWN";
     switch (-err) {
     case 0:
         return "OK";
@@ -27,6 +30,8 @@ const char *vx_err_name(int err) {
 const char *vx_strerror(int err) {
     if (err == 0)
         return "success";
+    if (err == INT_MIN)
+        return "unknown error";
     /* strerror() is not thread-safe in theory; strerrordesc_np is and never fails. */
     const char *s = strerrordesc_np(err < 0 ? -err : err);
     return s ? s : "unknown error";

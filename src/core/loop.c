@@ -175,6 +175,8 @@ static void run_timers(vx_loop *loop) {
 
 static void run_deferred(vx_loop *loop) {
     size_t n = loop->deferred.len;
+    if (!n)
+        return;
     for (size_t i = 0; i < n; i++) {
         vx__task t = loop->deferred.v[i]; /* the array may grow under us */
         t.fn(t.arg);
