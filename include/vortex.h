@@ -190,7 +190,8 @@ VX_API int vx_io_start(vx_loop *loop, int fd, unsigned events, vx_io_cb cb, void
                        vx_io **out);
 /* Change the events watched (0 pauses). */
 VX_API int vx_io_update(vx_io *io, unsigned events);
-/* Stop watching and free (the fd is not closed). No callback runs after this. */
+/* Stop watching and free (the fd is not closed). No callback runs after this.
+ * Free the watcher before closing its fd. */
 VX_API void vx_io_free(vx_io *io);
 
 /* ------------------------------------------------------------ connections */

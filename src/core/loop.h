@@ -97,6 +97,8 @@ struct vx_loop {
     vx__list handles; /* every conn, listener, io */
     size_t handle_count;
     bool freeing;     /* inside vx_loop_free: no new handles */
+    uint64_t poller_log_at; /* rate limit of "cannot watch fd" lines */
+    uint64_t poller_log_quiet;
     vx__list timer_list;
     vx__tasks deferred;
 

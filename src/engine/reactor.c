@@ -17,12 +17,26 @@
 
 static bool edge(const vx_loop *loop) { return loop->poller->edge; }
 
+/* A failure is logged at most once a second (a select backend past
+ * FD_SETSIZE would otherwise log every accept), with the count in between. */
+static void poller_failed(vx__handle *h, int rc) {
+    vx_loop *loop = h->loop;
+    VX__COUNT_ERR(loop, POLLER);
+    if (loop->poller_log_at && loop->now < loop->poller_log_at + 1000) {
+        loop->poller_log_quiet++;
+        return;
+    }
+    VX__LOG_WARN("%s: cannot watch fd %d: %s (%llu more since the last such line)",
+                 loop->poller->name, h->fd, vx_err_name(rc),
+                 (unsigned long long)loop->poller_log_quiet);
+    loop->poller_log_at = loop->now ? loop->now : 1;
+    loop->poller_log_quiet = 0;
+}
+
 static int poller_set(vx__handle *h, uint32_t events) {
     int rc = h->loop->poller->update(h->loop, h, events);
-    if (rc < 0) {
-        VX__COUNT_ERR(h->loop, POLLER);
-        VX__LOG_WARN("%s: cannot watch fd %d: %s", h->loop->poller->name, h->fd, vx_err_name(rc));
-    }
+    if (rc < 0)
+        poller_failed(h, rc);
     return rc;
 }
 

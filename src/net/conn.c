@@ -156,6 +156,8 @@ void vx_conn_resume(vx_conn *c) {
 }
 
 void vx_conn_set_idle_timeout(vx_conn *c, uint64_t ms) {
+    if (dead(c))
+        return;
     if (ms > UINT32_MAX)
         ms = UINT32_MAX;
     c->idle_ms = (uint32_t)ms;
@@ -424,6 +426,7 @@ void vx__conn_reap(vx_conn *c) {
     vx_loop *loop = c->h.loop;
     if ((c->flags & VX__CF_STARTED) && c->cbs->on_close)
         c->cbs->on_close(c, c->close_err);
+    vx__heap_disarm(&loop->timers, &c->timer); /* in case on_close touched it */
     vx__buf_free(&c->in);
     vx__heap_unreserve(&loop->timers);
     vx__free(c);

@@ -123,14 +123,13 @@ void vx_listener_close(vx_listener *l) {
         return;
     l->h.hflags |= VX__HF_CLOSING;
     vx__heap_disarm(&l->h.loop->timers, &l->retry);
+    if (l->unix_path)
+        unlink(l->unix_path); /* now: the caller may bind the path again at once */
     l->h.loop->engine->close(&l->h);
 }
 
 void vx__listener_reap(vx_listener *l) {
-    if (l->unix_path) {
-        unlink(l->unix_path);
-        vx__free(l->unix_path);
-    }
+    vx__free(l->unix_path);
     vx__heap_unreserve(&l->h.loop->timers);
     vx__free(l);
 }

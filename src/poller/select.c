@@ -53,7 +53,7 @@ static int refuse(select_state *s, int fd) {
     return -EINVAL;
 }
 
-/* Keep only `events` of fd in `set` and in its result set. */
+/* Turn fd on or off in an interest set; off also clears its pending result. */
 static void set_bit(fd_set *set, fd_set *res, int fd, bool on) {
     if (on) {
         FD_SET(fd, set);

@@ -1,0 +1,840 @@
+/* The io_uring engine: operations are submitted and their completions
+ * dispatched; nothing here asks "is this fd ready?".
+ *
+ *  - One ring per loop (SINGLE_ISSUER | DEFER_TASKRUN | COOP_TASKRUN when the
+ *    kernel has them, else plainer flags), created disabled and enabled by the
+ *    first thread that submits, so a loop may be created on one thread and run
+ *    on another.
+ *  - Every SQE prepared during a turn goes to the kernel in the one
+ *    io_uring_enter() of the next wait(), which also waits; the syscall is made
+ *    here (not in liburing) so that stats.syscalls[WAIT] counts each one.
+ *  - Reading: one multishot recv per connection on a provided-buffer ring
+ *    shared by the loop; each buffer goes back to the ring right after
+ *    vx__conn_input() returns. Pausing cancels the recv, but the kernel may
+ *    have read ahead: CQEs that arrive while reading is off go to a stash
+ *    (uop.stash; a FIN to US_EOF). On resume, read() puts the conn on the
+ *    again list and read_again() hands the stash over in PIECE-byte pieces,
+ *    stopping as soon as reading is off again (so the high-water mark holds
+ *    as with the reactor's bounded reads); the recv is re-armed only once the
+ *    stash is empty, so bytes keep their order.
+ *  - Writing: one send (or sendmsg of up to MAX_IOV chunks) in flight per
+ *    connection, straight from the output queue, with VX__CF_WBLOCKED set
+ *    until it completes; the rest of the queue goes out in the flush at the
+ *    end of the turn of the completion.
+ *  - Accepting: one multishot accept per listener. Foreign fds: one-shot
+ *    poll re-armed after each callback, which gives the level-triggered
+ *    semantics vx_io promises (a multishot poll reports wake-ups, not state).
+ *  - Closing: cancel each operation in flight, then close(2) the fd once the
+ *    last completion of the handle arrived (the socket stays open while the
+ *    kernel still holds requests on it, and the fd number cannot be reused
+ *    under a pending cancel), then vx__handle_closed().
+ *
+ * user_data = handle pointer | K_* kind in the low 3 bits (handles come from
+ * the allocator, aligned to at least 8). 0 marks CQEs nobody waits for (the
+ * results of cancels).
+ *
+ * Per-handle engine state lives in vx__handle.events (US_* bits: the reactor's
+ * interest field, unused with this engine) and vx__handle.slot (index of the
+ * connection's uop while a sendmsg or connect needs memory of its own; -1
+ * otherwise). vx__handle.inflight counts the operations whose final CQE has
+ * not arrived: the handle may be freed only when it reaches 0. */
+#include "net/conn.h"
+#include <assert.h>
+#include <liburing.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SQ_ENTRIES 4096
+#define CQ_ENTRIES 16384
+#define NBUFS 1024             /* provided buffers, a power of two */
+#define BUF_SIZE (16u * 1024)  /* 16 MiB per loop, see the report in bench notes */
+#define BGID 0                 /* buffer group id */
+#define MAX_IOV 64             /* chunks per sendmsg, as in the reactor */
+#define CQE_BATCH 256          /* CQEs copied out of the ring before dispatch */
+#define FINI_DRAIN_MS 1000     /* bound on waiting for cancels at vx_loop_free */
+#define PIECE (16u * 1024)     /* stashed input is handed over this much at a time */
+
+enum { K_NONE, K_RECV, K_SEND, K_CONNECT, K_ACCEPT, K_POLL };
+
+/* Engine state bits in vx__handle.events. */
+enum {
+    US_RECV = 1 << 0,         /* multishot recv alive (mirrors VX__CF_READING) */
+    US_RECV_CANCEL = 1 << 1,  /* ... and its cancel was asked for */
+    US_SEND = 1 << 2,         /* a send is in flight */
+    US_CONNECT = 1 << 3,      /* a connect is in flight */
+    US_EOF = 1 << 4,          /* FIN arrived while not reading: report on resume */
+    US_ACCEPT = 1 << 5,       /* multishot accept alive */
+    US_ACCEPT_CANCEL = 1 << 6,
+    US_LISTEN = 1 << 7,       /* accepting wanted */
+    US_POLL = 1 << 8,         /* poll request alive */
+    US_POLL_CANCEL = 1 << 9,
+    US_WANT_R = 1 << 10,      /* vx_io interest */
+    US_WANT_W = 1 << 11,
+    US_ARMED_R = 1 << 12,     /* interest of the poll request alive */
+    US_ARMED_W = 1 << 13,
+    US_SENDMSG = 1 << 14,     /* the uop's iovecs belong to the send in flight */
+};
+#define US_WANT (US_WANT_R | US_WANT_W)
+#define US_ARMED (US_ARMED_R | US_ARMED_W)
+
+/* Memory a connection needs only now and then: the sendmsg header and
+ * iovecs of the send in flight, the address of a connect in flight, input
+ * read ahead while reading was off, and the output queue of a connection
+ * closed while its send was in flight. Owned by the engine, attached to a
+ * conn through h->slot while any of these is in use, then recycled. */
+typedef struct uop {
+    union {
+        struct {
+            struct msghdr msg;
+            struct iovec iov[MAX_IOV];
+        };
+        struct sockaddr_storage sa;
+    };
+    vx__buf stash;       /* bytes [stash_off, stash.len) not handed over yet */
+    uint32_t stash_off;
+    vx__outq orphan;
+    int32_t next_free;
+} uop;
+
+/* The engine's state; loop->engine_data, dies in fini. */
+typedef struct uring {
+    struct io_uring ring;
+    struct io_uring_buf_ring *br;
+    char *bufs;
+    unsigned br_pending; /* buffers added since the last advance */
+    bool enabled;        /* created with IORING_SETUP_R_DISABLED */
+    bool defer;          /* DEFER_TASKRUN: completions need GETEVENTS */
+    bool taskrun_flag;   /* the kernel says when GETEVENTS is needed */
+    bool skip_success;   /* IOSQE_CQE_SKIP_SUCCESS for cancels */
+    uint32_t closing;    /* handles in close whose fd is not closed yet */
+    uint64_t enobufs;    /* recvs that found the buffer ring empty */
+    uop **ops;
+    int32_t nops, free_op;
+    vx_loop *loop;
+    struct io_uring_cqe cqes[CQE_BATCH];
+} uring;
+
+static uring *U(const vx_loop *loop) { return loop->engine_data; }
+static bool closing(const vx__handle *h) { return h->hflags & VX__HF_CLOSING; }
+
+/* ------------------------------------------------------------ submitting */
+
+/* Enter the kernel: submit what is queued, run deferred completions when
+ * getevents, wait for wait_nr CQEs up to timeout_ms (-1: no limit). */
+static int enter(uring *u, unsigned wait_nr, bool getevents, int timeout_ms) {
+    vx_loop *loop = u->loop;
+    if (!u->enabled) {
+        VX__COUNT_SYS(loop, OTHER);
+        int rc = io_uring_register(u->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+        if (rc < 0)
+            return rc;
+        u->enabled = true;
+    }
+    /* Publish the new SQ tail (liburing's flush, without its enter). */
+    struct io_uring_sq *sq = &u->ring.sq;
+    if (sq->sqe_head != sq->sqe_tail) {
+        sq->sqe_head = sq->sqe_tail;
+        io_uring_smp_store_release(sq->ktail, sq->sqe_tail);
+    }
+    unsigned to_submit = sq->sqe_tail - *sq->khead;
+    if (!to_submit && !getevents)
+        return 0;
+    struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
+                                   .tv_nsec = (timeout_ms % 1000) * 1000000LL};
+    struct io_uring_getevents_arg arg = {.sigmask_sz = _NSIG / 8,
+                                         .ts = (uint64_t)(uintptr_t)&ts};
+    unsigned flags = getevents ? IORING_ENTER_GETEVENTS : 0;
+    void *argp = NULL;
+    size_t argsz = _NSIG / 8;
+    if (wait_nr && timeout_ms > 0) {
+        flags |= IORING_ENTER_EXT_ARG;
+        argp = &arg;
+        argsz = sizeof arg;
+    }
+    VX__COUNT_SYS(loop, WAIT);
+    int rc = io_uring_enter2(u->ring.ring_fd, to_submit, wait_nr, flags, argp, argsz);
+    return rc == -ETIME ? 0 : rc;
+}
+
+/* A free SQE; when the SQ is full, submit (without waiting) and retry. NULL
+ * only if the kernel takes nothing, which with SUBMIT_ALL means it is broken. */
+static struct io_uring_sqe *get_sqe(uring *u) {
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    for (int i = 0; VX__UNLIKELY(!sqe) && i < 4; i++) {
+        int rc = enter(u, 0, false, 0);
+        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+            break;
+        sqe = io_uring_get_sqe(&u->ring);
+    }
+    if (VX__UNLIKELY(!sqe)) {
+        VX__COUNT_ERR(u->loop, POLLER);
+        VX__LOG_ERROR("uring: submission queue stays full; an operation is lost");
+    }
+    return sqe;
+}
+
+static void set_ud(struct io_uring_sqe *sqe, vx__handle *h, unsigned kind) {
+    assert(((uintptr_t)h & 7) == 0);
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)h | kind);
+    h->inflight++;
+}
+
+/* Ask the kernel to end h's operation of this kind; its final CQE follows. */
+static void cancel(uring *u, vx__handle *h, unsigned kind) {
+    struct io_uring_sqe *sqe = get_sqe(u);
+    if (!sqe)
+        return;
+    io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)h | kind, 0);
+    io_uring_sqe_set_data64(sqe, 0);
+    if (u->skip_success)
+        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
+/* ------------------------------------------------------------ uop pool */
+
+static uop *op_get(uring *u, vx__handle *h) {
+    if (h->slot >= 0)
+        return u->ops[h->slot];
+    if (u->free_op < 0) {
+        uop **v = vx__realloc(u->ops, (size_t)(u->nops + 1) * sizeof *v);
+        if (!v)
+            return NULL;
+        u->ops = v;
+        if (!(v[u->nops] = vx__calloc(1, sizeof(uop))))
+            return NULL;
+        v[u->nops]->next_free = -1;
+        u->free_op = u->nops++;
+    }
+    h->slot = u->free_op;
+    uop *op = u->ops[h->slot];
+    u->free_op = op->next_free;
+    return op;
+}
+
+static uop *op_of(const uring *u, const vx__handle *h) {
+    return h->slot >= 0 ? u->ops[h->slot] : NULL;
+}
+
+static void op_put(uring *u, vx__handle *h) {
+    uop *op = op_of(u, h);
+    if (!op)
+        return;
+    vx__outq_clear(&op->orphan, &u->loop->chunks);
+    vx__buf_free(&op->stash);
+    op->stash_off = 0;
+    op->next_free = u->free_op;
+    u->free_op = h->slot;
+    h->slot = -1;
+}
+
+/* Give the uop back once nothing uses it (idle connections hold none). */
+static void op_done(uring *u, vx__handle *h) {
+    uop *op = op_of(u, h);
+    if (op && !(h->events & (US_SENDMSG | US_CONNECT)) && !op->stash.len && !op->orphan.head)
+        op_put(u, h);
+}
+
+static bool stashed(const uring *u, const vx_conn *c) {
+    const uop *op = op_of(u, &c->h);
+    return op && op->stash.len;
+}
+
+/* ------------------------------------------------------------ closing */
+
+/* Every CQE of h arrived: close the fd (not a vx_io's) and let the loop reap h. */
+static void finish(uring *u, vx__handle *h) {
+    if (h->type != VX__H_IO) {
+        VX__COUNT_SYS(u->loop, CLOSE);
+        close(h->fd);
+    }
+    op_put(u, h);
+    u->closing--;
+    vx__handle_closed(h);
+}
+
+static void uring_close(vx__handle *h) {
+    uring *u = U(h->loop);
+    h->hflags |= VX__HF_CLOSING;
+    u->closing++;
+    uint32_t ev = h->events;
+    if ((ev & (US_RECV | US_RECV_CANCEL)) == US_RECV)
+        cancel(u, h, K_RECV);
+    if (ev & US_SEND) {
+        vx_conn *c = (vx_conn *)h;
+        uop *op = c->out.head ? op_get(u, h) : NULL;
+        if (op) { /* the kernel may still read these chunks: free them at the CQE */
+            op->orphan = c->out;
+            c->out = (vx__outq){0};
+        }
+        cancel(u, h, K_SEND);
+    }
+    if (ev & US_CONNECT)
+        cancel(u, h, K_CONNECT);
+    if ((ev & (US_ACCEPT | US_ACCEPT_CANCEL)) == US_ACCEPT)
+        cancel(u, h, K_ACCEPT);
+    if ((ev & (US_POLL | US_POLL_CANCEL)) == US_POLL)
+        cancel(u, h, K_POLL);
+    if (!h->inflight)
+        finish(u, h);
+}
+
+/* ------------------------------------------------------------ reading */
+
+static void recycle(uring *u, unsigned bid) {
+    io_uring_buf_ring_add(u->br, u->bufs + (size_t)bid * BUF_SIZE, BUF_SIZE, (unsigned short)bid,
+                          io_uring_buf_ring_mask(NBUFS), (int)u->br_pending++);
+}
+
+static void arm_recv(uring *u, vx_conn *c) {
+    struct io_uring_sqe *sqe = get_sqe(u);
+    if (!sqe)
+        return;
+    io_uring_prep_recv_multishot(sqe, c->h.fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BGID;
+    set_ud(sqe, &c->h, K_RECV);
+    c->h.events |= US_RECV;
+    c->flags |= VX__CF_READING;
+}
+
+/* Bring the recv in line with vx__conn_wants_read(); also called after each
+ * final recv CQE, which is how a multishot recv is re-armed. */
+static void uring_read(vx_conn *c) {
+    uring *u = U(c->h.loop);
+    uint32_t ev = c->h.events;
+    if (closing(&c->h))
+        return;
+    if (vx__conn_wants_read(c)) {
+        if ((ev & US_EOF) || stashed(u, c))
+            vx__conn_schedule_again(c); /* read_again hands over the stash first */
+        else if (!(ev & US_RECV))
+            arm_recv(u, c);
+        /* else alive, or being cancelled: its final CQE re-arms */
+        return;
+    }
+    if ((ev & (US_RECV | US_RECV_CANCEL)) == US_RECV) {
+        cancel(u, &c->h, K_RECV);
+        c->h.events |= US_RECV_CANCEL;
+    }
+}
+
+/* Hand the stash over while reading stays on. It is detached meanwhile, so
+ * that a callback closing c cannot free the bytes it is looking at. */
+static void deliver_stash(uring *u, vx_conn *c) {
+    uop *op = op_of(u, &c->h);
+    if (!op || !op->stash.len)
+        return;
+    vx__buf st = op->stash;
+    uint32_t off = op->stash_off;
+    op->stash = (vx__buf){0};
+    op->stash_off = 0;
+    while (off < st.len && vx__conn_wants_read(c) && !closing(&c->h)) {
+        uint32_t n = VX__MIN(st.len - off, PIECE);
+        vx__conn_input(c, st.data + off, n);
+        off += n;
+    }
+    if (off == st.len || closing(&c->h) || !(op = op_get(u, &c->h))) {
+        vx__buf_free(&st);
+    } else if (op->stash.len) { /* CQEs cannot run meanwhile; be safe anyway */
+        vx__buf_consume(&st, off);
+        if (vx__buf_append(&st, op->stash.data, op->stash.len) < 0)
+            vx__conn_error(c, -ENOMEM);
+        vx__buf_free(&op->stash);
+        op->stash = st;
+    } else {
+        op->stash = st;
+        op->stash_off = off;
+    }
+    op_done(u, &c->h);
+}
+
+/* Reading is on again and conn.c has handed c->in over: the stash, then a
+ * FIN kept back, then a new recv. */
+static void uring_read_again(vx_conn *c) {
+    uring *u = U(c->h.loop);
+    deliver_stash(u, c);
+    if (closing(&c->h) || !vx__conn_wants_read(c) || stashed(u, c))
+        return;
+    if (c->h.events & US_EOF) {
+        c->h.events &= ~(uint32_t)US_EOF;
+        vx__conn_eof(c);
+    } else if (!(c->h.events & US_RECV)) {
+        arm_recv(u, c);
+    }
+}
+
+/* Bytes the kernel delivered: to the user, or behind the stash while reading
+ * is off or the stash is not handed over yet. */
+static void input(uring *u, vx_conn *c, char *p, size_t n) {
+    if (vx__conn_wants_read(c) && !stashed(u, c)) {
+        vx__conn_input(c, p, n);
+        return;
+    }
+    uop *op = op_get(u, &c->h);
+    if (!op || vx__buf_append(&op->stash, p, n) < 0) {
+        VX__COUNT_ERR(c->h.loop, NOMEM);
+        vx__conn_error(c, -ENOMEM);
+    }
+}
+
+static void on_recv(uring *u, vx_conn *c, int res, unsigned flags) {
+    bool more = flags & IORING_CQE_F_MORE;
+    if (!more) {
+        c->h.events &= ~(uint32_t)(US_RECV | US_RECV_CANCEL);
+        c->flags &= ~VX__CF_READING;
+    }
+    if (flags & IORING_CQE_F_BUFFER) {
+        unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+        if (res > 0 && !closing(&c->h))
+            input(u, c, u->bufs + (size_t)bid * BUF_SIZE, (size_t)res);
+        recycle(u, bid);
+    } else if (closing(&c->h)) {
+        return;
+    } else if (res == 0) {
+        if (vx__conn_wants_read(c) && !stashed(u, c))
+            vx__conn_eof(c);
+        else
+            c->h.events |= US_EOF;
+    } else if (res == -ENOBUFS) {
+        u->enobufs++; /* every buffer is back by the time the re-arm is submitted */
+    } else if (res < 0 && res != -ECANCELED && res != -EINTR && res != -EAGAIN) {
+        if (res != -ECONNRESET)
+            VX__COUNT_ERR(c->h.loop, READ);
+        vx__conn_error(c, res);
+    }
+    if (!more && !closing(&c->h))
+        uring_read(c);
+}
+
+/* ------------------------------------------------------------ writing */
+
+static void uring_flush(vx_conn *c) {
+    uring *u = U(c->h.loop);
+    if (c->h.events & US_SEND)
+        return;
+    struct io_uring_sqe *sqe = get_sqe(u);
+    if (!sqe)
+        return;
+    vx__chunk *k = c->out.head;
+    if (k == c->out.tail) { /* one chunk: a plain send needs no memory of ours */
+        io_uring_prep_send(sqe, c->h.fd, k->data + k->off, k->len - k->off, MSG_NOSIGNAL);
+    } else {
+        uop *op = op_get(u, &c->h);
+        if (!op) { /* the SQE is already taken: make it harmless */
+            io_uring_prep_nop(sqe);
+            io_uring_sqe_set_data64(sqe, 0);
+            VX__COUNT_ERR(c->h.loop, NOMEM);
+            vx__conn_error(c, -ENOMEM);
+            return;
+        }
+        int n = vx__outq_iov(&c->out, op->iov, MAX_IOV);
+        op->msg = (struct msghdr){.msg_iov = op->iov, .msg_iovlen = (size_t)n};
+        io_uring_prep_sendmsg(sqe, c->h.fd, &op->msg, MSG_NOSIGNAL);
+        c->h.events |= US_SENDMSG;
+    }
+    set_ud(sqe, &c->h, K_SEND);
+    c->h.events |= US_SEND;
+    c->flags |= VX__CF_WBLOCKED; /* conn.c schedules no flush meanwhile */
+}
+
+/* Like conn.c's schedule_flush: send the rest in this turn's flush, together
+ * with whatever the callbacks of this turn still queue. */
+static void flush_later(vx_conn *c) {
+    if (c->flags & (VX__CF_IN_FLUSH | VX__CF_WBLOCKED))
+        return;
+    c->flags |= VX__CF_IN_FLUSH;
+    c->flush_next = c->h.loop->flush_head;
+    c->h.loop->flush_head = c;
+}
+
+static void on_send(uring *u, vx_conn *c, int res) {
+    c->h.events &= ~(uint32_t)(US_SEND | US_SENDMSG);
+    op_done(u, &c->h);
+    if (closing(&c->h))
+        return;
+    c->flags &= ~VX__CF_WBLOCKED;
+    if (res == -EINTR || res == -EAGAIN) {
+        flush_later(c);
+        return;
+    }
+    if (res < 0) {
+        if (res != -ECONNRESET && res != -EPIPE)
+            VX__COUNT_ERR(c->h.loop, WRITE);
+        vx__conn_error(c, res);
+        return;
+    }
+    vx__conn_sent(c, (size_t)res); /* may call back, close, write more */
+    if (!closing(&c->h) && c->out.bytes)
+        flush_later(c); /* a short send: the kernel polls for room with the next */
+}
+
+/* ---------------------------------------------------------- connecting */
+
+static int uring_connect(vx_conn *c, const struct sockaddr *sa, socklen_t len) {
+    uring *u = U(c->h.loop);
+    if (len > sizeof(struct sockaddr_storage))
+        return -EINVAL;
+    uop *op = op_get(u, &c->h);
+    if (!op)
+        return -ENOMEM;
+    struct io_uring_sqe *sqe = get_sqe(u);
+    if (!sqe) {
+        op_done(u, &c->h);
+        return -EBUSY;
+    }
+    memcpy(&op->sa, sa, len);
+    io_uring_prep_connect(sqe, c->h.fd, (struct sockaddr *)&op->sa, len);
+    set_ud(sqe, &c->h, K_CONNECT);
+    c->h.events |= US_CONNECT;
+    return 0;
+}
+
+static void on_connect(uring *u, vx_conn *c, int res) {
+    c->h.events &= ~(uint32_t)US_CONNECT;
+    op_done(u, &c->h);
+    if (!closing(&c->h))
+        vx__conn_connected(c, res < 0 ? res : 0);
+}
+
+/* ------------------------------------------------------------ accepting */
+
+static int arm_accept(uring *u, vx_listener *l) {
+    vx__handle *h = (vx__handle *)l;
+    struct io_uring_sqe *sqe = get_sqe(u);
+    if (!sqe)
+        return -EBUSY;
+    io_uring_prep_multishot_accept(sqe, h->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    set_ud(sqe, h, K_ACCEPT);
+    h->events |= US_ACCEPT;
+    return 0;
+}
+
+static int uring_listen(vx_listener *l, bool on) {
+    uring *u = U(((vx__handle *)l)->loop);
+    vx__handle *h = (vx__handle *)l;
+    if (on) {
+        h->events |= US_LISTEN;
+        return h->events & US_ACCEPT ? 0 : arm_accept(u, l); /* a cancelled one re-arms */
+    }
+    h->events &= ~(uint32_t)US_LISTEN;
+    if ((h->events & (US_ACCEPT | US_ACCEPT_CANCEL)) == US_ACCEPT) {
+        cancel(u, h, K_ACCEPT);
+        h->events |= US_ACCEPT_CANCEL;
+    }
+    return 0;
+}
+
+/* Errors that come back at once however often we retry. */
+static bool accept_fatal(int err) {
+    return err == -EINVAL || err == -EBADF || err == -ENOTSOCK || err == -EOPNOTSUPP;
+}
+
+static void on_accept(uring *u, vx_listener *l, int res, unsigned flags) {
+    vx__handle *h = (vx__handle *)l;
+    bool more = flags & IORING_CQE_F_MORE;
+    if (!more)
+        h->events &= ~(uint32_t)(US_ACCEPT | US_ACCEPT_CANCEL);
+    if (res >= 0) {
+        if (closing(h)) {
+            VX__COUNT_SYS(u->loop, CLOSE);
+            close(res);
+            return;
+        }
+        vx__listener_accepted(l, res);
+    } else if (res != -ECANCELED && !closing(h)) {
+        vx__listener_error(l, res); /* may pause: listen(l, false) */
+        if (accept_fatal(res)) {
+            VX__LOG_ERROR("listener fd %d: accepting stopped", h->fd);
+            h->events &= ~(uint32_t)US_LISTEN;
+        }
+    }
+    if (!more && !closing(h) && (h->events & (US_LISTEN | US_ACCEPT)) == US_LISTEN)
+        arm_accept(u, l);
+}
+
+/* ------------------------------------------------------ foreign fds */
+
+static int arm_poll(uring *u, vx__handle *h) {
+    struct io_uring_sqe *sqe = get_sqe(u);
+    if (!sqe)
+        return -EBUSY;
+    uint32_t want = h->events & US_WANT;
+    unsigned mask = (want & US_WANT_R ? POLLIN : 0) | (want & US_WANT_W ? POLLOUT : 0);
+    io_uring_prep_poll_add(sqe, h->fd, mask);
+    set_ud(sqe, h, K_POLL);
+    h->events |= US_POLL | (want << 2); /* US_WANT_x << 2 == US_ARMED_x */
+    return 0;
+}
+
+/* Bring the poll request in line with the interest. */
+static int poll_sync(uring *u, vx__handle *h) {
+    uint32_t ev = h->events;
+    if (!(ev & US_POLL))
+        return ev & US_WANT ? arm_poll(u, h) : 0;
+    if (((ev & US_ARMED) >> 2) != (ev & US_WANT) && !(ev & US_POLL_CANCEL)) {
+        cancel(u, h, K_POLL); /* its CQE re-arms with the new interest */
+        h->events |= US_POLL_CANCEL;
+    }
+    return 0;
+}
+
+static int uring_io(vx_io *io, unsigned events) {
+    vx__handle *h = (vx__handle *)io;
+    h->events = (h->events & ~(uint32_t)US_WANT) | (events & VX_READABLE ? US_WANT_R : 0) |
+                (events & VX_WRITABLE ? US_WANT_W : 0);
+    return poll_sync(U(h->loop), h);
+}
+
+static void on_poll(uring *u, vx_io *io, int res) {
+    vx__handle *h = (vx__handle *)io;
+    h->events &= ~(uint32_t)(US_POLL | US_POLL_CANCEL | US_ARMED);
+    if (closing(h))
+        return;
+    if (res < 0 && res != -ECANCELED) {
+        VX__COUNT_ERR(u->loop, POLLER);
+        VX__LOG_WARN("uring: cannot watch fd %d: %s", h->fd, vx_err_name(res));
+        h->events &= ~(uint32_t)US_WANT; /* retrying would spin */
+        return;
+    }
+    uint32_t want = h->events & US_WANT;
+    unsigned ev = 0;
+    if (res > 0 && (want & US_WANT_R) && (res & (POLLIN | POLLPRI | POLLERR | POLLHUP | POLLRDHUP)))
+        ev |= VX_READABLE;
+    if (res > 0 && (want & US_WANT_W) && (res & (POLLOUT | POLLERR | POLLHUP)))
+        ev |= VX_WRITABLE;
+    if (ev)
+        vx__io_ready(io, ev);
+    if (!closing(h))
+        poll_sync(u, h); /* one-shot: re-arm, which also reports a level still high */
+}
+
+/* ------------------------------------------------------------ dispatch */
+
+static void dispatch(uring *u, const struct io_uring_cqe *cqe) {
+    vx__handle *h = (vx__handle *)(uintptr_t)(cqe->user_data & ~(uint64_t)7);
+    if (!h)
+        return;
+    switch (cqe->user_data & 7) {
+    case K_RECV:
+        on_recv(u, (vx_conn *)h, cqe->res, cqe->flags);
+        break;
+    case K_SEND:
+        on_send(u, (vx_conn *)h, cqe->res);
+        break;
+    case K_CONNECT:
+        on_connect(u, (vx_conn *)h, cqe->res);
+        break;
+    case K_ACCEPT:
+        on_accept(u, (vx_listener *)h, cqe->res, cqe->flags);
+        break;
+    default:
+        on_poll(u, (vx_io *)h, cqe->res);
+    }
+    /* The handle stays valid until its last CQE: reaping waits for finish(). */
+    if (!(cqe->flags & IORING_CQE_F_MORE) && --h->inflight == 0 && closing(h) &&
+        !(h->hflags & VX__HF_CLOSED))
+        finish(u, h);
+}
+
+/* Dispatch every CQE in the ring. Each batch is copied out and the CQ head
+ * advanced first, so that callbacks may submit (and the kernel post) freely. */
+static void reap_cqes(uring *u) {
+    for (;;) {
+        unsigned head, n = 0;
+        struct io_uring_cqe *cqe;
+        io_uring_for_each_cqe(&u->ring, head, cqe) {
+            u->cqes[n++] = *cqe;
+            if (n == CQE_BATCH)
+                break;
+        }
+        if (!n)
+            return;
+        io_uring_cq_advance(&u->ring, n);
+        u->loop->stats.events += n;
+        for (unsigned i = 0; i < n; i++)
+            dispatch(u, &u->cqes[i]);
+        if (u->br_pending) { /* buffers go back to the kernel once per batch */
+            io_uring_buf_ring_advance(u->br, (int)u->br_pending);
+            u->br_pending = 0;
+        }
+    }
+}
+
+static int uring_wait(vx_loop *loop, int timeout_ms) {
+    uring *u = U(loop);
+    unsigned sqflags = IO_URING_READ_ONCE(*u->ring.sq.kflags);
+    bool ready = io_uring_cq_ready(&u->ring) > 0;
+    unsigned wait_nr = timeout_ms != 0 && !ready ? 1 : 0;
+    /* Without a wait, enter for completions only when the kernel has some
+     * deferred (or cannot say) or the CQ overflowed. */
+    bool getevents = wait_nr || (sqflags & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)) ||
+                     (u->defer && !u->taskrun_flag);
+    int rc = enter(u, wait_nr, getevents, timeout_ms);
+    loop->stats.wakeups++;
+    reap_cqes(u);
+    if (rc == -EBUSY || rc == -EAGAIN || rc == -EINTR)
+        return rc == -EINTR ? rc : 0; /* CQEs reaped: the next wait submits again */
+    return rc < 0 ? rc : 0;
+}
+
+/* ---------------------------------------------------------- life cycle */
+
+static bool env_disabled(void) {
+    const char *e = getenv("VX_URING_DISABLE");
+    return e && *e && strcmp(e, "0") != 0;
+}
+
+/* Without DEFER_TASKRUN the kernel is older than 6.1; multishot recv needs 6.0. */
+static bool kernel_at_least_6_0(void) {
+    struct utsname un;
+    int major = 0;
+    return uname(&un) == 0 && sscanf(un.release, "%d", &major) == 1 && major >= 6;
+}
+
+static int ring_setup(uring *u) {
+    static const unsigned tiers[] = {
+        IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+            IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
+        IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+        0,
+    };
+    int rc = -EINVAL;
+    for (size_t i = 0; i < sizeof tiers / sizeof tiers[0] && rc == -EINVAL; i++) {
+        struct io_uring_params p = {.flags = tiers[i] | IORING_SETUP_CQSIZE,
+                                    .cq_entries = CQ_ENTRIES};
+        VX__COUNT_SYS(u->loop, OTHER);
+        rc = io_uring_queue_init_params(SQ_ENTRIES, &u->ring, &p);
+        if (rc < 0)
+            continue;
+        if (!(p.features & IORING_FEAT_EXT_ARG) || (i > 0 && !kernel_at_least_6_0())) {
+            io_uring_queue_exit(&u->ring);
+            return -ENOSYS; /* too old for what this engine uses */
+        }
+        if (i > 0)
+            VX__LOG_INFO("uring: kernel refused DEFER_TASKRUN; using plainer ring flags");
+        u->enabled = !(p.flags & IORING_SETUP_R_DISABLED);
+        u->defer = p.flags & IORING_SETUP_DEFER_TASKRUN;
+        u->taskrun_flag = p.flags & IORING_SETUP_TASKRUN_FLAG;
+        u->skip_success = p.features & IORING_FEAT_CQE_SKIP;
+    }
+    return rc;
+}
+
+static int bufs_setup(uring *u) {
+    size_t ring_sz = NBUFS * sizeof(struct io_uring_buf);
+    VX__COUNT_SYS(u->loop, OTHER);
+    void *br = mmap(NULL, ring_sz, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (br == MAP_FAILED)
+        return -ENOMEM;
+    u->br = br;
+    if (!(u->bufs = vx__malloc((size_t)NBUFS * BUF_SIZE)))
+        return -ENOMEM;
+    struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)br, .ring_entries = NBUFS,
+                                   .bgid = BGID};
+    VX__COUNT_SYS(u->loop, OTHER);
+    int rc = io_uring_register_buf_ring(&u->ring, &reg, 0);
+    if (rc < 0)
+        return rc == -EINVAL ? -ENOSYS : rc; /* no buffer rings: kernel < 5.19 */
+    io_uring_buf_ring_init(u->br);
+    for (unsigned i = 0; i < NBUFS; i++)
+        recycle(u, i);
+    io_uring_buf_ring_advance(u->br, NBUFS);
+    u->br_pending = 0;
+    return 0;
+}
+
+static void release(uring *u, bool ring_up) {
+    if (ring_up) {
+        if (u->bufs) /* after the ring is gone the kernel cannot pick a buffer */
+            io_uring_unregister_buf_ring(&u->ring, BGID);
+        io_uring_queue_exit(&u->ring);
+    }
+    if (u->br)
+        munmap(u->br, NBUFS * sizeof(struct io_uring_buf));
+    vx__free(u->bufs);
+    for (int32_t i = 0; i < u->nops; i++) {
+        vx__outq_clear(&u->ops[i]->orphan, &u->loop->chunks);
+        vx__free(u->ops[i]);
+    }
+    vx__free(u->ops);
+    vx__free(u);
+}
+
+static int uring_init(vx_loop *loop) {
+    if (env_disabled())
+        return -ENOSYS;
+    uring *u = vx__calloc(1, sizeof *u);
+    if (!u)
+        return -ENOMEM;
+    u->loop = loop;
+    u->free_op = -1;
+    int rc = ring_setup(u);
+    if (rc < 0) {
+        release(u, false);
+        return rc;
+    }
+    if ((rc = bufs_setup(u)) < 0) {
+        release(u, true);
+        return rc;
+    }
+    loop->engine_data = u;
+    return 0;
+}
+
+static uint64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Every handle is closing (vx_loop_free closed them): let the cancels finish
+ * so each handle gets its last CQE, bounded in time; then force the rest. */
+static void uring_fini(vx_loop *loop) {
+    uring *u = U(loop);
+    if (!u)
+        return;
+    uint64_t deadline = mono_ms() + FINI_DRAIN_MS;
+    while (u->closing) {
+        uint64_t now = mono_ms();
+        if (now >= deadline)
+            break;
+        int rc = enter(u, 1, true, (int)VX__MIN(deadline - now, 100));
+        reap_cqes(u);
+        if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
+            break; /* e.g. -EEXIST: freed on another thread than it ran on */
+    }
+    if (u->closing)
+        VX__LOG_WARN("uring: %u handles still busy in the kernel at loop free; forcing",
+                     u->closing);
+    for (vx__list *it = loop->handles.next; u->closing && it != &loop->handles; it = it->next) {
+        vx__handle *h = VX__CONTAINER_OF(it, vx__handle, node);
+        if (closing(h) && !(h->hflags & VX__HF_CLOSED)) {
+            h->inflight = 0;
+            finish(u, h);
+        }
+    }
+    if (u->enobufs)
+        vx__log(VX_LOG_DEBUG, "uring: buffer ring ran dry %llu times",
+                (unsigned long long)u->enobufs);
+    release(u, true);
+    loop->engine_data = NULL;
+}
+
+const vx__engine vx__uring_engine = {
+    .name = "uring",
+    .init = uring_init,
+    .fini = uring_fini,
+    .wait = uring_wait,
+    .listen = uring_listen,
+    .read = uring_read,
+    .flush = uring_flush,
+    .connect = uring_connect,
+    .close = uring_close,
+    .io = uring_io,
+    .read_again = uring_read_again,
+};
