@@ -51,10 +51,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define STAMP_EVERY 64                  /* one stamp per 64-byte block */
-#define DRAIN_MS 5000                   /* a message still out after this is lost */
+#define STAMP_EVERY 64 /* one stamp per 64-byte block */
+#define DRAIN_MS 5000  /* a message still out after this is lost */
 #define CONNECT_MS 5000
-#define SYNC_MS 60000                   /* how long --sync waits for the shell */
+#define SYNC_MS 60000 /* how long --sync waits for the shell */
 
 enum { C_CONNECTING, C_IDLE, C_BUSY, C_DEAD };
 
@@ -62,9 +62,9 @@ enum { C_CONNECTING, C_IDLE, C_BUSY, C_DEAD };
  * message in flight, which is also the expected echo. */
 typedef struct conn {
     int fd, id, state;
-    bool want_out;                      /* EPOLLOUT registered */
-    bool counted;                       /* sent inside the measured window */
-    size_t woff, roff;                  /* bytes written / echoed so far */
+    bool want_out;     /* EPOLLOUT registered */
+    bool counted;      /* sent inside the measured window */
+    size_t woff, roff; /* bytes written / echoed so far */
     uint64_t seq, t_send;
     unsigned char *msg;
 } conn;
@@ -148,8 +148,7 @@ static void drop(conn *c, const char *why) {
     if (c->state == C_DEAD)
         return;
     if (errors < 5) /* enough to diagnose, not enough to flood the log */
-        fprintf(stderr, "pingpong: conn %d seq %llu: %s\n", c->id, (unsigned long long)c->seq,
-                why);
+        fprintf(stderr, "pingpong: conn %d seq %llu: %s\n", c->id, (unsigned long long)c->seq, why);
     errors++;
     if (c->state == C_BUSY)
         inflight--;
@@ -369,25 +368,39 @@ static void usage(void) {
 
 static void parse_args(int argc, char **argv) {
     static const struct option longs[] = {
-        {"host", 1, 0, 'H'},   {"port", 1, 0, 'p'},     {"conns", 1, 0, 'c'},
-        {"size", 1, 0, 's'},   {"warmup", 1, 0, 'w'},   {"duration", 1, 0, 't'},
-        {"sync", 0, 0, 'S'},   {0, 0, 0, 0},
+        {"host", 1, 0, 'H'},   {"port", 1, 0, 'p'},     {"conns", 1, 0, 'c'}, {"size", 1, 0, 's'},
+        {"warmup", 1, 0, 'w'}, {"duration", 1, 0, 't'}, {"sync", 0, 0, 'S'},  {0, 0, 0, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "H:p:c:s:w:t:S", longs, NULL)) != -1) {
         switch (ch) {
-        case 'H': opt.host = optarg; break;
-        case 'p': opt.port = atoi(optarg); break;
-        case 'c': opt.nconns = atoi(optarg); break;
-        case 's': opt.size = strtoul(optarg, NULL, 10); break;
-        case 'w': opt.warmup = atof(optarg); break;
-        case 't': opt.duration = atof(optarg); break;
-        case 'S': opt.sync = true; break;
-        default: usage();
+        case 'H':
+            opt.host = optarg;
+            break;
+        case 'p':
+            opt.port = atoi(optarg);
+            break;
+        case 'c':
+            opt.nconns = atoi(optarg);
+            break;
+        case 's':
+            opt.size = strtoul(optarg, NULL, 10);
+            break;
+        case 'w':
+            opt.warmup = atof(optarg);
+            break;
+        case 't':
+            opt.duration = atof(optarg);
+            break;
+        case 'S':
+            opt.sync = true;
+            break;
+        default:
+            usage();
         }
     }
-    if (opt.port <= 0 || opt.port > 65535 || opt.nconns <= 0 || opt.size == 0 ||
-        opt.warmup < 0 || opt.duration <= 0)
+    if (opt.port <= 0 || opt.port > 65535 || opt.nconns <= 0 || opt.size == 0 || opt.warmup < 0 ||
+        opt.duration <= 0)
         usage();
 }
 

@@ -35,11 +35,11 @@ PORT_BASE=${PORT_BASE:-29000}
 VX_ECHO=${VX_ECHO:-build/bin/vx-echo}
 OUT=build/bench
 CC=${CC:-cc}
-BENCH_CFLAGS="-O2 -g -std=c11 -Wall -Wextra"
-PEER_CFLAGS="-O2 -g"
+BENCH_CFLAGS=(-O2 -g -std=c11 -Wall -Wextra)
+PEER_CFLAGS=(-O2 -g)
 HZ=$(getconf CLK_TCK)
 
-SRV_PID= CLIENT_PID= TMP=
+SRV_PID='' CLIENT_PID='' TMP=''
 note() { echo "run.sh: $*" >&2; }
 die() { note "$*"; exit 2; }
 
@@ -74,7 +74,7 @@ free_port() {
 build() {
     [ -x "$VX_ECHO" ] || die "$VX_ECHO missing: run make -C $ROOT first"
     mkdir -p "$OUT"
-    $CC $BENCH_CFLAGS -o "$OUT/pingpong" bench/pingpong.c || die "pingpong build failed"
+    $CC "${BENCH_CFLAGS[@]}" -o "$OUT/pingpong" bench/pingpong.c || die "pingpong build failed"
     PEER_NOTE=
     if [ "${PEERS:-auto}" = auto ]; then
         if [ -f "$PEERS_DIR/peers/echo-epoll.c" ] && [ -f "$PEERS_DIR/peers/echo-uring.c" ]; then
@@ -86,12 +86,12 @@ build() {
     RAW_PEERS=
     [ "$PEERS" = 1 ] || return 0
     local p=$PEERS_DIR/peers
-    if $CC $PEER_CFLAGS -I "$p" -o "$OUT/echo-epoll" "$p/echo-epoll.c"; then
+    if $CC "${PEER_CFLAGS[@]}" -I "$p" -o "$OUT/echo-epoll" "$p/echo-epoll.c"; then
         RAW_PEERS="raw-epoll"
     else
         PEER_NOTE+="raw-epoll: build failed; "
     fi
-    if $CC $PEER_CFLAGS -I "$p" -o "$OUT/echo-uring" "$p/echo-uring.c" -luring; then
+    if $CC "${PEER_CFLAGS[@]}" -I "$p" -o "$OUT/echo-uring" "$p/echo-uring.c" -luring; then
         RAW_PEERS+=" raw-uring"
     else
         PEER_NOTE+="raw-uring: build failed (liburing-dev?); "
@@ -110,12 +110,12 @@ server_cmd() {  # label port -> command line
 # start_server LABEL PORT: pinned to SERVER_CPU; sets SRV_PID. vx-echo is up
 # when it printed its listening line, a peer when its port is listening.
 start_server() {
-    local label=$1 port=$2 i
+    local label=$1 port=$2
     : > "$TMP/srv.out"; : > "$TMP/srv.err"
     # shellcheck disable=SC2046  # the command line is split on purpose
     taskset -c "$SERVER_CPU" $(server_cmd "$label" "$port") > "$TMP/srv.out" 2> "$TMP/srv.err" &
     SRV_PID=$!
-    for i in $(seq 200); do     # up to 10 s
+    for _ in $(seq 200); do     # up to 10 s
         if ! kill -0 "$SRV_PID" 2>/dev/null; then
             wait "$SRV_PID" 2>/dev/null; SRV_PID=
             return 1
@@ -134,19 +134,18 @@ start_server() {
 # stop_server PORT: SIGTERM (vx-echo prints its counters), SIGKILL after 5 s;
 # then wait until nothing listens on PORT (io_uring releases it late).
 stop_server() {
-    local i
     [ -n "$SRV_PID" ] || return 0
     kill -TERM "$SRV_PID" 2>/dev/null
-    for i in $(seq 100); do kill -0 "$SRV_PID" 2>/dev/null || break; sleep 0.05; done
-    kill -KILL "$SRV_PID" 2>/dev/null
+    for _ in $(seq 100); do kill -0 "$SRV_PID" 2>/dev/null || break; sleep 0.05; done
+    kill -0 "$SRV_PID" 2>/dev/null && kill -KILL "$SRV_PID"
     wait "$SRV_PID" 2>/dev/null
     SRV_PID=
-    for i in $(seq 100); do port_listening "$1" || break; sleep 0.05; done
+    for _ in $(seq 100); do port_listening "$1" || break; sleep 0.05; done
 }
 
 # Which of the wanted servers start at all; the others are skipped with a note.
 preflight() {
-    SERVERS= SKIPPED=
+    SERVERS='' SKIPPED=''
     local label port b order=
     # raw-epoll first (the ratios refer to it), raw-uring right before vx-uring,
     # so that each comparison is between neighbours in time
@@ -183,9 +182,11 @@ snapshot() {
     set -- $line
     local ticks=$((${12} + ${13}))
     local csw sched
-    csw=$(awk '/^(non)?voluntary_ctxt_switches/ { s += $2 } END { print s + 0 }' \
-        /proc/"$pid"/task/*/status 2>/dev/null)
-    sched=$(awk '{ s += $1 } END { printf "%.0f", s }' /proc/"$pid"/task/*/schedstat 2>/dev/null)
+    # through cat: threads (io_uring workers) may exit while we read, and
+    # mawk gives up at the first file that vanished
+    csw=$(cat /proc/"$pid"/task/*/status 2>/dev/null |
+        awk '/^(non)?voluntary_ctxt_switches/ { s += $2 } END { print s + 0 }')
+    sched=$(cat /proc/"$pid"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f", s }')
     awk -v ticks="$ticks" -v csw="$csw" -v sched="$sched" -v core="cpu$SERVER_CPU" \
         -v t="${EPOCHREALTIME/./}" '
         $1 ~ /^cpu/ { b = $2 + $3 + $4 + $7 + $8; tot = b + $5 + $6 + $9 }
@@ -219,6 +220,7 @@ account() {
         # everything else that ran anywhere on the host (other sessions,
         # kernel threads), in % of one CPU; steal = taken by the hypervisor
         other = (b[4] - a[4]) / hz - cpu - cli / 100 * secs
+        if (other < 0) other = 0                 # tick rounding
         printf " foreign_pct=%.1f steal_pct=%.1f", 100 * other / win, 100 * (b[8] - a[8]) / hz / win
         if (stats != "") {
             bin = f(stats, "bytes_in") + 0; tm = bin / size
@@ -257,7 +259,7 @@ run_one() {
     fi
     eval "exec $pout>&-"
     for _ in $(seq 100); do kill -0 "$CLIENT_PID" 2>/dev/null || break; sleep 0.05; done
-    kill -KILL "$CLIENT_PID" 2>/dev/null
+    kill -0 "$CLIENT_PID" 2>/dev/null && kill -KILL "$CLIENT_PID"
     wait "$CLIENT_PID" 2>/dev/null; rc=$?
     CLIENT_PID=
     stop_server "$port"
@@ -288,7 +290,7 @@ environment() {
     echo "kernel: $(uname -r)"
     echo "compiler: $($CC --version | head -1)"
     echo "vx-echo: $VX_ECHO, flags: $(sed -n 's/^C_FLAGS = //p' build/CMakeFiles/vx-echo.dir/flags.make 2>/dev/null)"
-    echo "pingpong: $CC $BENCH_CFLAGS; peers: $CC $PEER_CFLAGS -I $PEERS_DIR/peers (liburing $(dpkg-query -W -f '${Version}' liburing-dev 2>/dev/null))"
+    echo "pingpong: $CC ${BENCH_CFLAGS[*]}; peers: $CC ${PEER_CFLAGS[*]} -I $PEERS_DIR/peers (liburing $(dpkg-query -W -f '${Version}' liburing-dev 2>/dev/null))"
     echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo 'no commit'), $(git status --porcelain 2>/dev/null | wc -l) changed/untracked paths"
     echo "settings: SIZES=\"$SIZES\" ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU PEERS=$PEERS"
     echo "servers: $SERVERS"

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -110,7 +111,10 @@ static int case_timeout_s(void)
  * _exit() so that LeakSanitizer checks each case. */
 static _Noreturn void child_run(const struct tcase *tc)
 {
+    /* Its own process group (the timeout kills the group: servers the case
+     * forked too), and it dies with the runner should CTest kill that. */
     setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     current_case = tc->name;
     tc->fn();
     fflush(NULL);

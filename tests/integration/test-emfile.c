@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -162,6 +163,7 @@ TEST(emfile_survive_and_recover)
     pid_t pid = fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         close(port_p[0]);
         close(rep_p[0]);
         server_child(port_p[1], rep_p[1]);
