@@ -33,8 +33,8 @@ typedef struct vx__handle {
     uint8_t type;
     uint8_t hflags;
     uint16_t inflight; /* engine operations not completed yet (uring) */
-    uint32_t events;   /* interest registered with the poller (reactor) */
-    int32_t slot;      /* poller-private index (poll: pollfd slot) */
+    uint32_t events;   /* engine-private: poller interest (reactor), op state (uring) */
+    int32_t slot;      /* engine-private: pollfd slot (poll), op index (uring); -1 none */
     vx__list node;     /* loop->handles, for vx_loop_free */
 } vx__handle;
 
@@ -143,8 +143,9 @@ char *vx__conn_read_buf(vx_conn *c, size_t *cap);
 /* n > 0 bytes arrived at p (from vx__conn_read_buf or an engine's own buffer). */
 void vx__conn_input(vx_conn *c, char *p, size_t n);
 void vx__conn_eof(vx_conn *c);
-/* A read or write failed with err (< 0, not -EAGAIN). */
-void vx__conn_error(vx_conn *c, int err);
+/* An operation failed with err (< 0, not -EAGAIN): close c. kind is the
+ * VX_ERRK_* to count (-1: none); resets are counted as VX_ERRK_RESET instead. */
+void vx__conn_error(vx_conn *c, int err, int kind);
 /* The kernel accepted n bytes of queued output. */
 void vx__conn_sent(vx_conn *c, size_t n);
 void vx__conn_connected(vx_conn *c, int err);
@@ -171,6 +172,8 @@ void vx__signals_free_all(vx_loop *loop);
 void vx__conn_run_again(vx_loop *loop);
 void vx__conn_flush_all(vx_loop *loop);
 void vx__conn_schedule_again(vx_conn *c);
+/* Send c's queue in this turn's end-of-turn flush. */
+void vx__conn_schedule_flush(vx_conn *c);
 
 /* Engines (engine/reactor.c, engine/uring.c). */
 extern const vx__engine vx__reactor_engine;

@@ -47,8 +47,7 @@ static bool read_once(vx_conn *c, bool *short_read) {
     size_t cap;
     char *p = vx__conn_read_buf(c, &cap);
     if (!p) {
-        VX__COUNT_ERR(c->h.loop, NOMEM);
-        vx__conn_error(c, -ENOMEM);
+        vx__conn_error(c, -ENOMEM, VX_ERRK_NOMEM);
         return false;
     }
     VX__COUNT_SYS(c->h.loop, READ);
@@ -64,8 +63,7 @@ static bool read_once(vx_conn *c, bool *short_read) {
     }
     if (errno == EAGAIN || errno == EINTR)
         return false;
-    VX__COUNT_ERR(c->h.loop, READ);
-    vx__conn_error(c, -errno);
+    vx__conn_error(c, -errno, VX_ERRK_READ);
     return false;
 }
 
@@ -100,7 +98,7 @@ static void reactor_read(vx_conn *c) {
     else if (vx__conn_wants_read(c))
         vx__conn_schedule_again(c); /* resumed: the edge may have passed while paused */
     if (rc < 0)
-        vx__conn_error(c, rc);
+        vx__conn_error(c, rc, -1);
 }
 
 static void reactor_read_again(vx_conn *c) {
@@ -141,8 +139,7 @@ static void reactor_flush(vx_conn *c) {
                 set_blocked(c, true);
                 return;
             }
-            VX__COUNT_ERR(c->h.loop, WRITE);
-            vx__conn_error(c, -errno);
+            vx__conn_error(c, -errno, VX_ERRK_WRITE);
             return;
         }
         vx__conn_sent(c, (size_t)n);
@@ -188,9 +185,9 @@ static void conn_hangup(vx_conn *c, uint32_t ev) {
     if (ev & VX__EV_ERR)
         getsockopt(c->h.fd, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err)
-        vx__conn_error(c, -err);
+        vx__conn_error(c, -err, -1);
     else if (!edge(c->h.loop))
-        vx__conn_error(c, (c->flags & VX__CF_EOF) && (c->flags & VX__CF_SHUT_DONE) ? 0 : -EPIPE);
+        vx__conn_error(c, (c->flags & VX__CF_EOF) && (c->flags & VX__CF_SHUT_DONE) ? 0 : -EPIPE, -1);
 }
 
 static void conn_ready(vx_conn *c, uint32_t ev) {

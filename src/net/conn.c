@@ -77,7 +77,7 @@ void vx__conn_schedule_again(vx_conn *c) {
     c->h.loop->again_head = c;
 }
 
-static void schedule_flush(vx_conn *c) {
+void vx__conn_schedule_flush(vx_conn *c) {
     if (c->flags & (VX__CF_IN_FLUSH | VX__CF_WBLOCKED))
         return;
     c->flags |= VX__CF_IN_FLUSH;
@@ -121,7 +121,7 @@ int vx_conn_write(vx_conn *c, const void *data, size_t len) {
     int rc = vx__outq_append(&c->out, &c->h.loop->chunks, data, len);
     if (rc < 0)
         return rc;
-    schedule_flush(c);
+    vx__conn_schedule_flush(c);
     if (c->high && c->out.bytes > c->high && !(c->flags & VX__CF_HWM)) {
         c->flags |= VX__CF_HWM;
         update_reading(c);
@@ -305,9 +305,11 @@ void vx__conn_eof(vx_conn *c) {
         vx_conn_close(c);
 }
 
-void vx__conn_error(vx_conn *c, int err) {
+void vx__conn_error(vx_conn *c, int err, int kind) {
     if (err == -ECONNRESET || err == -EPIPE)
-        VX__COUNT_ERR(c->h.loop, RESET);
+        VX__COUNT_ERR(c->h.loop, RESET); /* the peer's doing, not a read/write failure */
+    else if (kind >= 0)
+        c->h.loop->stats.errors[kind]++;
     if (c->flags & VX__CF_LINGER)
         err = 0; /* we were closing anyway; the peer just did not say goodbye */
     fail(c, err);
@@ -353,7 +355,7 @@ void vx__conn_connected(vx_conn *c, int err) {
     if (dead(c))
         return;
     if (c->out.bytes)
-        schedule_flush(c);
+        vx__conn_schedule_flush(c);
     if (c->flags & VX__CF_CLOSING && !c->out.bytes)
         close_drained(c);
 }
@@ -411,9 +413,11 @@ static void finish_close(vx_conn *c) {
         unlink_again(c);
     if (c->flags & VX__CF_IN_FLUSH)
         unlink_flush(c);
-    vx__outq_clear(&c->out, &loop->chunks);
     loop->stats.conns_live--;
+    /* The engine first: a send in flight may still point into the queue, and
+     * the engine then takes the chunks over until its completion. */
     loop->engine->close(&c->h);
+    vx__outq_clear(&c->out, &loop->chunks);
 }
 
 void vx__conn_teardown(vx_conn *c) {
