@@ -61,19 +61,31 @@ static void usage(FILE *f) {
 
 static void parse_args(int argc, char **argv) {
     static const struct option longs[] = {
-        {"host", 1, 0, 'h'},  {"port", 1, 0, 'p'},         {"unix", 1, 0, 'u'},
+        {"host", 1, 0, 'h'},    {"port", 1, 0, 'p'},         {"unix", 1, 0, 'u'},
         {"backend", 1, 0, 'b'}, {"idle-timeout", 1, 0, 'i'}, {"rot13", 0, 0, 'r'},
-        {"stats", 0, 0, 's'}, {"help", 0, 0, '?'},         {0, 0, 0, 0},
+        {"stats", 0, 0, 's'},   {"help", 0, 0, '?'},         {0, 0, 0, 0},
     };
     int ch, b;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (ch) {
-        case 'h': opt.host = optarg; break;
-        case 'p': opt.port = atoi(optarg); break;
-        case 'u': opt.unix_path = optarg; break;
-        case 'i': opt.idle_ms = strtoull(optarg, NULL, 10); break;
-        case 'r': opt.rot13 = true; break;
-        case 's': opt.stats = true; break;
+        case 'h':
+            opt.host = optarg;
+            break;
+        case 'p':
+            opt.port = atoi(optarg);
+            break;
+        case 'u':
+            opt.unix_path = optarg;
+            break;
+        case 'i':
+            opt.idle_ms = strtoull(optarg, NULL, 10);
+            break;
+        case 'r':
+            opt.rot13 = true;
+            break;
+        case 's':
+            opt.stats = true;
+            break;
         case 'b':
             if ((b = vx_backend_parse(optarg)) < 0) {
                 fprintf(stderr, "vx-echo: unknown backend '%s'\n", optarg);
@@ -81,7 +93,9 @@ static void parse_args(int argc, char **argv) {
             }
             opt.backend = (vx_backend)b;
             break;
-        default: usage(stderr); exit(2);
+        default:
+            usage(stderr);
+            exit(2);
         }
     }
     if (opt.port < 0 || opt.port > 65535) {
@@ -100,10 +114,10 @@ int main(int argc, char **argv) {
         return 1;
     }
     vx_listener *l;
-    rc = vx_listen(loop,
-                   &(vx_listen_opts){.host = opt.host, .port = (uint16_t)opt.port,
-                                     .unix_path = opt.unix_path},
-                   on_accept, NULL, &l);
+    rc = vx_listen(
+        loop,
+        &(vx_listen_opts){.host = opt.host, .port = (uint16_t)opt.port, .unix_path = opt.unix_path},
+        on_accept, NULL, &l);
     if (rc < 0) {
         fprintf(stderr, "vx-echo: listen: %s\n", vx_strerror(rc));
         return 1;

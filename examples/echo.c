@@ -6,28 +6,24 @@
 
 #include "vortex.h"
 
-static size_t on_data(vx_conn *c, const char *data, size_t len)
-{
+static size_t on_data(vx_conn *c, const char *data, size_t len) {
     vx_conn_write(c, data, len); /* copied and queued; flushed at the end of this turn */
     return len;                  /* all consumed */
 }
 
-static void on_accept(vx_listener *l, vx_conn *c, void *data)
-{
+static void on_accept(vx_listener *l, vx_conn *c, void *data) {
     static const vx_conn_cbs cbs = {.on_data = on_data}; /* no on_eof: close after flush */
     (void)l, (void)data;
     if (vx_conn_start(c, &cbs, NULL) < 0)
         vx_conn_close(c);
 }
 
-static void on_signal(vx_signal *s, int signum, void *loop)
-{
+static void on_signal(vx_signal *s, int signum, void *loop) {
     (void)s, (void)signum;
     vx_loop_stop(loop);
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     vx_loop *loop = NULL;
     vx_listener *l;
     vx_signal *sig;

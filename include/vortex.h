@@ -147,7 +147,7 @@ typedef struct vx_stats {
     uint64_t accepts;                 /* connections accepted */
     uint64_t conns_live;              /* connections open now */
     uint64_t bytes_in, bytes_out;
-    uint64_t reads, writes;           /* read and write callbacks/flushes */
+    uint64_t reads, writes; /* read and write callbacks/flushes */
 } vx_stats;
 
 VX_API void vx_loop_stats(const vx_loop *loop, vx_stats *out);
@@ -174,8 +174,7 @@ VX_API void vx_timer_free(vx_timer *t);
 typedef void (*vx_signal_cb)(vx_signal *s, int signum, void *data);
 /* Deliver signum through the loop (signalfd; the signal is blocked in this
  * thread). 0, -EINVAL, -ENOMEM or a signalfd error. */
-VX_API int vx_signal_start(vx_loop *loop, int signum, vx_signal_cb cb, void *data,
-                           vx_signal **out);
+VX_API int vx_signal_start(vx_loop *loop, int signum, vx_signal_cb cb, void *data, vx_signal **out);
 /* Stop watching and free. */
 VX_API void vx_signal_free(vx_signal *s);
 
@@ -274,7 +273,7 @@ VX_API void vx_listener_close(vx_listener *l);
 typedef void (*vx_connect_cb)(vx_conn *c, int err, void *data);
 
 typedef struct vx_connect_opts {
-    const char *host;      /* numeric IPv4/IPv6 or "localhost" */
+    const char *host; /* numeric IPv4/IPv6 or "localhost" */
     uint16_t port;
     const char *unix_path; /* connect to a Unix socket instead */
     uint64_t timeout_ms;   /* 0: no timeout */

@@ -34,8 +34,7 @@ static const char *current_case = "-";
 static atomic_int case_failures;
 static bool nofork;
 
-void harness_register(const char *name, harness_fn fn)
-{
+void harness_register(const char *name, harness_fn fn) {
     if (ncases == HARNESS_MAX_CASES) {
         fprintf(stderr, "harness: too many cases\n");
         abort();
@@ -47,8 +46,7 @@ void harness_register(const char *name, harness_fn fn)
 
 /* ------------------------------------------------------------------ checks */
 
-void harness_fail(const char *file, int line, const char *fmt, ...)
-{
+void harness_fail(const char *file, int line, const char *fmt, ...) {
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -60,21 +58,16 @@ void harness_fail(const char *file, int line, const char *fmt, ...)
     fflush(stdout);
 }
 
-int harness_failures(void)
-{
-    return atomic_load(&case_failures);
-}
+int harness_failures(void) { return atomic_load(&case_failures); }
 
-void harness_abort_case(void)
-{
+void harness_abort_case(void) {
     fflush(NULL);
     if (nofork)
         exit(1);
     _exit(1);
 }
 
-void harness_skip(const char *fmt, ...)
-{
+void harness_skip(const char *fmt, ...) {
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
@@ -87,8 +80,7 @@ void harness_skip(const char *fmt, ...)
     _exit(77);
 }
 
-void harness_log(const char *fmt, ...)
-{
+void harness_log(const char *fmt, ...) {
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -100,8 +92,7 @@ void harness_log(const char *fmt, ...)
 
 /* ------------------------------------------------------------------ runner */
 
-static int case_timeout_s(void)
-{
+static int case_timeout_s(void) {
     const char *t = getenv("HARNESS_TIMEOUT");
     int v = t ? atoi(t) : 0;
     return v > 0 ? v : 60;
@@ -109,8 +100,7 @@ static int case_timeout_s(void)
 
 /* In the child: run the case, exit 0/1 (77 comes from SKIP). exit() rather than
  * _exit() so that LeakSanitizer checks each case. */
-static _Noreturn void child_run(const struct tcase *tc)
-{
+static _Noreturn void child_run(const struct tcase *tc) {
     /* Its own process group (the timeout kills the group: servers the case
      * forked too), and it dies with the runner should CTest kill that. */
     setpgid(0, 0);
@@ -122,8 +112,7 @@ static _Noreturn void child_run(const struct tcase *tc)
 }
 
 /* 0 pass, 1 fail, 2 skip */
-static int run_case(const struct tcase *tc)
-{
+static int run_case(const struct tcase *tc) {
     uint64_t t0 = now_ms(), deadline = t0 + (uint64_t)case_timeout_s() * 1000;
     int st = 0;
     bool timed_out = false;
@@ -180,8 +169,7 @@ static int run_case(const struct tcase *tc)
 }
 
 /* A backend named by VX_BACKEND that cannot run here skips the whole file. */
-static int probe_backend(void)
-{
+static int probe_backend(void) {
     const char *env = getenv("VX_BACKEND");
     const char *name = env && *env ? env : "auto";
     if (env && *env && vx_backend_parse(env) < 0) {
@@ -210,8 +198,7 @@ static int probe_backend(void)
     return bad;
 }
 
-static bool selected(const char *name, int argc, char **argv)
-{
+static bool selected(const char *name, int argc, char **argv) {
     if (argc < 2)
         return true;
     for (int i = 1; i < argc; i++)
@@ -220,8 +207,7 @@ static bool selected(const char *name, int argc, char **argv)
     return false;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     nofork = getenv("HARNESS_NOFORK") && *getenv("HARNESS_NOFORK") == '1';
     int probe = probe_backend();
@@ -257,22 +243,19 @@ int main(int argc, char **argv)
 
 /* ------------------------------------------------------------------- time */
 
-uint64_t now_ms(void)
-{
+uint64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-void sleep_ms(unsigned ms)
-{
+void sleep_ms(unsigned ms) {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
 }
 
-bool wait_until(bool (*cond)(void *arg), void *arg, int timeout_ms)
-{
+bool wait_until(bool (*cond)(void *arg), void *arg, int timeout_ms) {
     uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
     for (;;) {
         if (cond(arg))
@@ -285,13 +268,9 @@ bool wait_until(bool (*cond)(void *arg), void *arg, int timeout_ms)
 
 /* ------------------------------------------------------------------ random */
 
-void rng_seed(rng *r, uint64_t seed)
-{
-    r->s = seed ? seed : 0x9e3779b97f4a7c15ull;
-}
+void rng_seed(rng *r, uint64_t seed) { r->s = seed ? seed : 0x9e3779b97f4a7c15ull; }
 
-uint64_t rng_next(rng *r)
-{
+uint64_t rng_next(rng *r) {
     uint64_t x = r->s;
     x ^= x >> 12;
     x ^= x << 25;
@@ -300,13 +279,9 @@ uint64_t rng_next(rng *r)
     return x * 0x2545f4914f6cdd1dull;
 }
 
-uint64_t rng_range(rng *r, uint64_t lo, uint64_t hi)
-{
-    return lo + rng_next(r) % (hi - lo + 1);
-}
+uint64_t rng_range(rng *r, uint64_t lo, uint64_t hi) { return lo + rng_next(r) % (hi - lo + 1); }
 
-void rng_fill(rng *r, void *buf, size_t len)
-{
+void rng_fill(rng *r, void *buf, size_t len) {
     unsigned char *p = buf;
     while (len >= 8) {
         uint64_t v = rng_next(r);
@@ -320,8 +295,7 @@ void rng_fill(rng *r, void *buf, size_t len)
     }
 }
 
-unsigned char *rng_alloc(rng *r, size_t len)
-{
+unsigned char *rng_alloc(rng *r, size_t len) {
     unsigned char *p = malloc(len ? len : 1);
     if (!p) {
         fprintf(stderr, "harness: out of memory (%zu bytes)\n", len);
@@ -333,8 +307,7 @@ unsigned char *rng_alloc(rng *r, size_t len)
 
 /* ----------------------------------------------------------------- sockets */
 
-int set_nonblock(int fd, bool on)
-{
+int set_nonblock(int fd, bool on) {
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0)
         return -errno;
@@ -343,8 +316,7 @@ int set_nonblock(int fd, bool on)
 }
 
 /* Wait for `events` on fd until deadline; 1 ready, 0 timeout, -errno. */
-static int poll_until(int fd, short events, uint64_t deadline)
-{
+static int poll_until(int fd, short events, uint64_t deadline) {
     for (;;) {
         uint64_t now = now_ms();
         if (now >= deadline)
@@ -360,8 +332,7 @@ static int poll_until(int fd, short events, uint64_t deadline)
     }
 }
 
-int tcp_connect(const char *host, uint16_t port, int timeout_ms)
-{
+int tcp_connect(const char *host, uint16_t port, int timeout_ms) {
     struct sockaddr_storage ss;
     socklen_t sl;
     memset(&ss, 0, sizeof ss);
@@ -411,8 +382,7 @@ fail:
     return err;
 }
 
-int unix_connect(const char *path)
-{
+int unix_connect(const char *path) {
     struct sockaddr_un a = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof a.sun_path)
         return -ENAMETOOLONG;
@@ -428,23 +398,19 @@ int unix_connect(const char *path)
     return fd;
 }
 
-void unix_path_make(char *buf, size_t len, const char *tag)
-{
+void unix_path_make(char *buf, size_t len, const char *tag) {
     static atomic_int seq;
-    snprintf(buf, len, "/tmp/vx-test-%s-%d-%d.sock", tag, (int)getpid(),
-             atomic_fetch_add(&seq, 1));
+    snprintf(buf, len, "/tmp/vx-test-%s-%d-%d.sock", tag, (int)getpid(), atomic_fetch_add(&seq, 1));
     unlink(buf);
 }
 
-void close_rst(int fd)
-{
+void close_rst(int fd) {
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     close(fd);
 }
 
-ssize_t read_exact(int fd, void *buf, size_t n, int timeout_ms)
-{
+ssize_t read_exact(int fd, void *buf, size_t n, int timeout_ms) {
     uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
     size_t got = 0;
     while (got < n) {
@@ -466,8 +432,7 @@ ssize_t read_exact(int fd, void *buf, size_t n, int timeout_ms)
     return (ssize_t)got;
 }
 
-ssize_t write_all(int fd, const void *buf, size_t n, int timeout_ms)
-{
+ssize_t write_all(int fd, const void *buf, size_t n, int timeout_ms) {
     uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
     size_t done = 0;
     while (done < n) {
@@ -489,8 +454,7 @@ ssize_t write_all(int fd, const void *buf, size_t n, int timeout_ms)
     return (ssize_t)n;
 }
 
-int wait_eof(int fd, int timeout_ms)
-{
+int wait_eof(int fd, int timeout_ms) {
     uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
     for (;;) {
         int r = poll_until(fd, POLLIN, deadline);
@@ -508,8 +472,7 @@ int wait_eof(int fd, int timeout_ms)
     }
 }
 
-int echo_roundtrip(int fd, const void *buf, size_t len, rng *r, int timeout_ms)
-{
+int echo_roundtrip(int fd, const void *buf, size_t len, rng *r, int timeout_ms) {
     const unsigned char *src = buf;
     size_t sent = 0, recvd = 0, chunk_end = 0;
     bool shut = false;
@@ -590,8 +553,7 @@ out:
     return rc;
 }
 
-int count_open_fds(void)
-{
+int count_open_fds(void) {
     DIR *d = opendir("/proc/self/fd");
     if (!d)
         return -errno;
@@ -606,8 +568,7 @@ int count_open_fds(void)
 
 /* -------------------------------------------------------- server in a thread */
 
-static void server_mark_running(void *arg)
-{
+static void server_mark_running(void *arg) {
     server *s = arg;
     pthread_mutex_lock(&s->mu);
     s->state = 1;
@@ -617,8 +578,7 @@ static void server_mark_running(void *arg)
 
 /* Signals go to the test's main thread: block the asynchronous ones here, but
  * not SIGPIPE (a write without MSG_NOSIGNAL must show) nor the fault signals. */
-static void block_async_signals(void)
-{
+static void block_async_signals(void) {
     sigset_t set;
     sigfillset(&set);
     int keep[] = {SIGPIPE, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT};
@@ -627,8 +587,7 @@ static void block_async_signals(void)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
-static void *server_main(void *arg)
-{
+static void *server_main(void *arg) {
     server *s = arg;
     vx_loop *loop = NULL;
     vx_loop_opts o = {.backend = VX_BACKEND_AUTO};
@@ -663,8 +622,7 @@ static void *server_main(void *arg)
     return NULL;
 }
 
-int server_start(server *s, server_setup_fn setup, void *arg)
-{
+int server_start(server *s, server_setup_fn setup, void *arg) {
     memset(s, 0, sizeof *s);
     s->setup = setup;
     s->arg = arg;
@@ -685,8 +643,7 @@ int server_start(server *s, server_setup_fn setup, void *arg)
     return 0;
 }
 
-int server_stop(server *s)
-{
+int server_stop(server *s) {
     if (s->state == 4)
         return s->rc;
     vx_loop_stop(s->loop);
@@ -707,8 +664,7 @@ struct server_call {
     pthread_cond_t cv;
 };
 
-static void server_call_tramp(void *arg)
-{
+static void server_call_tramp(void *arg) {
     struct server_call *sc = arg;
     sc->fn(sc->arg);
     pthread_mutex_lock(&sc->mu);
@@ -717,8 +673,7 @@ static void server_call_tramp(void *arg)
     pthread_mutex_unlock(&sc->mu);
 }
 
-int server_call(server *s, vx_fn fn, void *arg)
-{
+int server_call(server *s, vx_fn fn, void *arg) {
     struct server_call sc = {.fn = fn, .arg = arg};
     pthread_mutex_init(&sc.mu, NULL);
     pthread_cond_init(&sc.cv, NULL);
@@ -735,8 +690,9 @@ int server_call(server *s, vx_fn fn, void *arg)
     pthread_mutex_unlock(&sc.mu);
     if (!done) {
         /* The loop never ran our function; sc lives on this stack: give up. */
-        harness_fail(__FILE__, __LINE__, "server_call: the loop did not run a posted function "
-                                         "within 10 s");
+        harness_fail(__FILE__, __LINE__,
+                     "server_call: the loop did not run a posted function "
+                     "within 10 s");
         harness_abort_case();
     }
     return 0;
@@ -747,14 +703,12 @@ struct stats_req {
     vx_stats *out;
 };
 
-static void server_stats_fn(void *arg)
-{
+static void server_stats_fn(void *arg) {
     struct stats_req *r = arg;
     vx_loop_stats(r->s->loop, r->out);
 }
 
-void server_stats(server *s, vx_stats *out)
-{
+void server_stats(server *s, vx_stats *out) {
     struct stats_req r = {.s = s, .out = out};
     memset(out, 0, sizeof *out);
     server_call(s, server_stats_fn, &r);
@@ -762,8 +716,7 @@ void server_stats(server *s, vx_stats *out)
 
 /* -------------------------------------------------------------- echo server */
 
-static size_t echo_on_data(vx_conn *c, const char *data, size_t len)
-{
+static size_t echo_on_data(vx_conn *c, const char *data, size_t len) {
     echo_server *es = vx_conn_data(c);
     if (vx_conn_write(c, data, len) < 0)
         atomic_fetch_add(&es->write_errors, 1);
@@ -774,8 +727,7 @@ static size_t echo_on_data(vx_conn *c, const char *data, size_t len)
     return len;
 }
 
-static void echo_on_close(vx_conn *c, int err)
-{
+static void echo_on_close(vx_conn *c, int err) {
     echo_server *es = vx_conn_data(c);
     atomic_store(&es->close_err_last, err);
     if (err == -ETIMEDOUT)
@@ -788,8 +740,7 @@ static void echo_on_close(vx_conn *c, int err)
 
 const vx_conn_cbs echo_cbs = {.on_data = echo_on_data, .on_close = echo_on_close};
 
-static void echo_on_accept(vx_listener *l, vx_conn *c, void *data)
-{
+static void echo_on_accept(vx_listener *l, vx_conn *c, void *data) {
     echo_server *es = data;
     (void)l;
     atomic_fetch_add(&es->accepted, 1);
@@ -806,8 +757,7 @@ static void echo_on_accept(vx_listener *l, vx_conn *c, void *data)
         vx_conn_set_idle_timeout(c, es->opts.idle_ms);
 }
 
-static int echo_setup(vx_loop *loop, void *arg)
-{
+static int echo_setup(vx_loop *loop, void *arg) {
     echo_server *es = arg;
     vx_listen_opts lo = {
         .host = es->opts.host ? es->opts.host : "127.0.0.1",
@@ -821,32 +771,26 @@ static int echo_setup(vx_loop *loop, void *arg)
     return 0;
 }
 
-int echo_server_start(echo_server *es, const echo_opts *opts)
-{
+int echo_server_start(echo_server *es, const echo_opts *opts) {
     memset(es, 0, sizeof *es);
     if (opts)
         es->opts = *opts;
     return server_start(&es->srv, echo_setup, es);
 }
 
-int echo_server_stop(echo_server *es)
-{
-    return server_stop(&es->srv);
-}
+int echo_server_stop(echo_server *es) { return server_stop(&es->srv); }
 
 struct closed_wait {
     echo_server *es;
     int n;
 };
 
-static bool closed_reached(void *arg)
-{
+static bool closed_reached(void *arg) {
     struct closed_wait *w = arg;
     return atomic_load(&w->es->closed) >= w->n;
 }
 
-bool echo_wait_closed(echo_server *es, int n, int timeout_ms)
-{
+bool echo_wait_closed(echo_server *es, int n, int timeout_ms) {
     struct closed_wait w = {es, n};
     return wait_until(closed_reached, &w, timeout_ms);
 }

@@ -41,8 +41,7 @@ void harness_register(const char *name, harness_fn fn);
 
 #define TEST(name)                                                                                 \
     static void test_##name(void);                                                                 \
-    __attribute__((constructor)) static void test_register_##name(void)                            \
-    {                                                                                              \
+    __attribute__((constructor)) static void test_register_##name(void) {                          \
         harness_register(#name, test_##name);                                                      \
     }                                                                                              \
     static void test_##name(void)
@@ -56,8 +55,7 @@ _Noreturn void harness_skip(const char *fmt, ...) __attribute__((format(printf, 
 /* Failures recorded so far in this case. */
 int harness_failures(void);
 
-#define CHECK(cond)                                                                                \
-    ((cond) ? (void)0 : harness_fail(__FILE__, __LINE__, "CHECK(%s) failed", #cond))
+#define CHECK(cond) ((cond) ? (void)0 : harness_fail(__FILE__, __LINE__, "CHECK(%s) failed", #cond))
 
 #define CHECK_MSG(cond, ...)                                                                       \
     do {                                                                                           \
@@ -199,8 +197,8 @@ typedef struct server {
     vx_loop *loop;
     server_setup_fn setup;
     void *arg;
-    int rc;     /* loop_new/setup result, then vx_loop_run's */
-    int state;  /* 0 starting, 1 running, 2 failed */
+    int rc;    /* loop_new/setup result, then vx_loop_run's */
+    int state; /* 0 starting, 1 running, 2 failed */
     pthread_mutex_t mu;
     pthread_cond_t cv;
 } server;

@@ -96,16 +96,16 @@ struct vx_loop {
     vx__heap timers;
     vx__list handles; /* every conn, listener, io */
     size_t handle_count;
-    bool freeing;     /* inside vx_loop_free: no new handles */
+    bool freeing;           /* inside vx_loop_free: no new handles */
     uint64_t poller_log_at; /* rate limit of "cannot watch fd" lines */
     uint64_t poller_log_quiet;
     vx__list timer_list;
     vx__tasks deferred;
 
     /* End-of-turn work lists (intrusive, singly linked). */
-    vx_conn *flush_head;  /* conns with output to send */
-    vx_conn *again_head;  /* conns to read again (edge-triggered budget) */
-    vx__handle **closed;  /* closed handles to reap */
+    vx_conn *flush_head; /* conns with output to send */
+    vx_conn *again_head; /* conns to read again (edge-triggered budget) */
+    vx__handle **closed; /* closed handles to reap */
     size_t closed_len, closed_cap;
 
     char *scratch; /* read buffer shared by all connections of this loop */

@@ -187,7 +187,8 @@ static void conn_hangup(vx_conn *c, uint32_t ev) {
     if (err)
         vx__conn_error(c, -err, -1);
     else if (!edge(c->h.loop))
-        vx__conn_error(c, (c->flags & VX__CF_EOF) && (c->flags & VX__CF_SHUT_DONE) ? 0 : -EPIPE, -1);
+        vx__conn_error(c, (c->flags & VX__CF_EOF) && (c->flags & VX__CF_SHUT_DONE) ? 0 : -EPIPE,
+                       -1);
 }
 
 static void conn_ready(vx_conn *c, uint32_t ev) {

@@ -111,8 +111,9 @@ void vx__listener_error(vx_listener *l, int err) {
         VX__COUNT_ERR(loop, NOMEM);
     if (!l->exhausted) {
         l->exhausted = true;
-        VX__LOG_WARN("listener fd %d: accept failed: %s (%s); pausing accepts, retrying every %d ms",
-                     l->h.fd, vx_err_name(err), vx_strerror(err), RETRY_MS);
+        VX__LOG_WARN(
+            "listener fd %d: accept failed: %s (%s); pausing accepts, retrying every %d ms",
+            l->h.fd, vx_err_name(err), vx_strerror(err), RETRY_MS);
     }
     loop->engine->listen(l, false);
     vx__heap_arm(&loop->timers, &l->retry, loop->now + RETRY_MS);

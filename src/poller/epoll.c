@@ -80,9 +80,8 @@ static int ep_wait(vx_loop *loop, int timeout_ms) {
     for (int i = 0; i < n; i++) {
         uint32_t e = s->events[i].events;
         uint32_t ev = (e & (EPOLLIN | EPOLLRDHUP) ? VX__EV_IN : 0) |
-                      (e & EPOLLRDHUP ? VX__EV_RDHUP : 0) |
-                      (e & EPOLLOUT ? VX__EV_OUT : 0) | (e & EPOLLERR ? VX__EV_ERR : 0) |
-                      (e & EPOLLHUP ? VX__EV_HUP : 0);
+                      (e & EPOLLRDHUP ? VX__EV_RDHUP : 0) | (e & EPOLLOUT ? VX__EV_OUT : 0) |
+                      (e & EPOLLERR ? VX__EV_ERR : 0) | (e & EPOLLHUP ? VX__EV_HUP : 0);
         vx__reactor_ready(loop, s->events[i].data.ptr, ev);
     }
     return n;

@@ -14,8 +14,7 @@
 
 #define MSG "hello, vortex connect"
 
-static vx_loop *loop_new(void)
-{
+static vx_loop *loop_new(void) {
     vx_loop *loop = NULL;
     vx_loop_opts o = {.backend = VX_BACKEND_AUTO};
     REQUIRE_OK(vx_loop_new(&loop, &o));
@@ -27,8 +26,7 @@ struct guard {
     bool fired;
 };
 
-static void guard_cb(vx_timer *t, void *data)
-{
+static void guard_cb(vx_timer *t, void *data) {
     struct guard *g = data;
     (void)t;
     g->fired = true;
@@ -36,8 +34,7 @@ static void guard_cb(vx_timer *t, void *data)
 }
 
 /* Run the loop until something stops it, at most ms; true if stopped in time. */
-static bool run_for(vx_loop *loop, uint64_t ms)
-{
+static bool run_for(vx_loop *loop, uint64_t ms) {
     struct guard g = {.loop = loop};
     vx_timer *t = NULL;
     REQUIRE_OK(vx_timer_new(loop, guard_cb, &g, &t));
@@ -60,8 +57,7 @@ struct cli {
     vx_timer *linger; /* keeps the connection open past the connect timeout */
 };
 
-static size_t cli_on_data(vx_conn *c, const char *data, size_t len)
-{
+static size_t cli_on_data(vx_conn *c, const char *data, size_t len) {
     struct cli *k = vx_conn_data(c);
     size_t room = sizeof k->got - 1 - k->ngot, n = len < room ? len : room;
     memcpy(k->got + k->ngot, data, n);
@@ -71,8 +67,7 @@ static size_t cli_on_data(vx_conn *c, const char *data, size_t len)
     return len;
 }
 
-static void cli_on_close(vx_conn *c, int err)
-{
+static void cli_on_close(vx_conn *c, int err) {
     struct cli *k = vx_conn_data(c);
     k->closes++;
     k->close_err = err;
@@ -82,16 +77,14 @@ static void cli_on_close(vx_conn *c, int err)
 
 static const vx_conn_cbs cli_cbs = {.on_data = cli_on_data, .on_close = cli_on_close};
 
-static void linger_cb(vx_timer *t, void *data)
-{
+static void linger_cb(vx_timer *t, void *data) {
     struct cli *k = data;
     (void)t;
     if (k->c)
         vx_conn_close(k->c);
 }
 
-static void cli_connect_cb(vx_conn *c, int err, void *data)
-{
+static void cli_connect_cb(vx_conn *c, int err, void *data) {
     struct cli *k = data;
     k->calls++;
     k->err = err;
@@ -111,24 +104,21 @@ static void cli_connect_cb(vx_conn *c, int err, void *data)
     CHECK_OK(vx_conn_write(c, MSG, strlen(MSG)));
 }
 
-static int cli_connect(struct cli *k, const vx_connect_opts *o)
-{
+static int cli_connect(struct cli *k, const vx_connect_opts *o) {
     k->in_call = true;
     int rc = vx_connect(k->loop, o, cli_connect_cb, k);
     k->in_call = false;
     return rc;
 }
 
-static void cli_init(struct cli *k, vx_loop *loop)
-{
+static void cli_init(struct cli *k, vx_loop *loop) {
     memset(k, 0, sizeof *k);
     k->loop = loop;
     REQUIRE_OK(vx_timer_new(loop, linger_cb, k, &k->linger));
 }
 
 /* Connect, exchange MSG, keep the connection 500 ms (past timeout_ms 300), close. */
-static void exchange(vx_loop *loop, const vx_connect_opts *o)
-{
+static void exchange(vx_loop *loop, const vx_connect_opts *o) {
     struct cli k;
     cli_init(&k, loop);
     REQUIRE_OK(cli_connect(&k, o));
@@ -145,8 +135,7 @@ static void exchange(vx_loop *loop, const vx_connect_opts *o)
     vx_timer_free(k.linger);
 }
 
-TEST(connect_tcp_and_exchange)
-{
+TEST(connect_tcp_and_exchange) {
     echo_server es;
     REQUIRE_OK(echo_server_start(&es, NULL));
     vx_loop *loop = loop_new();
@@ -161,8 +150,7 @@ TEST(connect_tcp_and_exchange)
     CHECK_OK(echo_server_stop(&es));
 }
 
-TEST(connect_unix_and_exchange)
-{
+TEST(connect_unix_and_exchange) {
     char path[108];
     unix_path_make(path, sizeof path, "connect");
     echo_server es;
@@ -180,8 +168,7 @@ TEST(connect_unix_and_exchange)
 /* A call that fails must not call back; one that succeeds calls back exactly
  * once, later. Returns the error seen either way. */
 static int connect_expect_error(vx_loop *loop, const vx_connect_opts *o, uint64_t max_ms,
-                                uint64_t *took_ms)
-{
+                                uint64_t *took_ms) {
     struct cli k;
     cli_init(&k, loop);
     uint64_t t0 = now_ms();
@@ -214,8 +201,7 @@ static int connect_expect_error(vx_loop *loop, const vx_connect_opts *o, uint64_
     return err;
 }
 
-TEST(connect_refused)
-{
+TEST(connect_refused) {
     /* a port that nothing listens on: bind without listen */
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -232,8 +218,7 @@ TEST(connect_refused)
     CHECK_MSG(err == -ECONNREFUSED, "got %d (%s)", err, vx_err_name(err));
     vx_stats s;
     vx_loop_stats(loop, &s);
-    harness_log("errors: connect=%llu timeout=%llu",
-                (unsigned long long)s.errors[VX_ERRK_CONNECT],
+    harness_log("errors: connect=%llu timeout=%llu", (unsigned long long)s.errors[VX_ERRK_CONNECT],
                 (unsigned long long)s.errors[VX_ERRK_TIMEOUT]);
     CHECK_EQ_INT(s.conns_live, 0);
     vx_loop_free(loop);
@@ -242,8 +227,7 @@ TEST(connect_refused)
 
 /* A listener with backlog 0 that never accepts, its queue filled: further SYNs
  * are dropped on Linux, so a connect neither succeeds nor fails. */
-static int fill_accept_queue(uint16_t *port, int *fillers, int *nfill)
-{
+static int fill_accept_queue(uint16_t *port, int *fillers, int *nfill) {
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t al = sizeof a;
@@ -269,8 +253,7 @@ static int fill_accept_queue(uint16_t *port, int *fillers, int *nfill)
     return -1;
 }
 
-TEST(connect_timeout)
-{
+TEST(connect_timeout) {
     int fillers[16], nfill = 0;
     uint16_t port = 0;
     int lfd = fill_accept_queue(&port, fillers, &nfill);
@@ -295,8 +278,7 @@ TEST(connect_timeout)
     close(lfd);
 }
 
-TEST(connect_unix_missing_path)
-{
+TEST(connect_unix_missing_path) {
     char path[108];
     unix_path_make(path, sizeof path, "missing");
     vx_loop *loop = loop_new();

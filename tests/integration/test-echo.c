@@ -15,8 +15,7 @@
 #define KiB 1024u
 #define MiB (1024u * 1024u)
 
-static void start_echo(echo_server *es, const echo_opts *o)
-{
+static void start_echo(echo_server *es, const echo_opts *o) {
     int rc = echo_server_start(es, o);
     if (rc < 0) {
         harness_fail(__FILE__, __LINE__, "echo_server_start: %s", vx_err_name(rc));
@@ -36,16 +35,14 @@ struct client {
     bool shut, eof;
 };
 
-static void client_next_chunk(struct client *c, rng *r)
-{
+static void client_next_chunk(struct client *c, rng *r) {
     c->chunk_end = c->sent + rng_range(r, 1, 64 * KiB);
     if (c->chunk_end > c->len)
         c->chunk_end = c->len;
 }
 
 /* One step of client c after poll said `revents`; false on a hard failure. */
-static bool client_step(struct client *c, short revents, rng *r, int id)
-{
+static bool client_step(struct client *c, short revents, rng *r, int id) {
     static unsigned char tmp[64 * KiB];
     if ((revents & POLLOUT) && c->sent < c->len) {
         ssize_t k = send(c->fd, c->buf + c->sent, c->chunk_end - c->sent, MSG_NOSIGNAL);
@@ -90,8 +87,7 @@ static bool client_step(struct client *c, short revents, rng *r, int id)
     return true;
 }
 
-TEST(concurrent_clients_random_chunks)
-{
+TEST(concurrent_clients_random_chunks) {
     echo_server es;
     start_echo(&es, NULL);
     rng r;
@@ -169,8 +165,7 @@ TEST(concurrent_clients_random_chunks)
 
 /* --------------------------------------------------------------- half-close */
 
-TEST(half_close_delivers_everything_then_eof)
-{
+TEST(half_close_delivers_everything_then_eof) {
     echo_server es;
     start_echo(&es, NULL);
     rng r;
@@ -205,8 +200,7 @@ TEST(half_close_delivers_everything_then_eof)
 
 /* ------------------------------------------------------------- peer reset */
 
-TEST(peer_reset_mid_stream)
-{
+TEST(peer_reset_mid_stream) {
     echo_server es;
     echo_opts o = {.low = 64 * KiB, .high = 256 * KiB};
     start_echo(&es, &o);
@@ -271,8 +265,7 @@ TEST(peer_reset_mid_stream)
 #define FLOOD_HIGH (256u * KiB)
 #define FLOOD_LOW (64u * KiB)
 
-TEST(slow_reader_backpressure_bounded)
-{
+TEST(slow_reader_backpressure_bounded) {
     echo_server es;
     echo_opts o = {.low = FLOOD_LOW, .high = FLOOD_HIGH};
     start_echo(&es, &o);
@@ -322,7 +315,8 @@ TEST(slow_reader_backpressure_bounded)
             CHECK(shutdown(fd, SHUT_WR) == 0);
             shut = true;
         }
-        struct pollfd p = {.fd = fd, .events = (short)(POLLIN | (sent < FLOOD_BYTES ? POLLOUT : 0))};
+        struct pollfd p = {.fd = fd,
+                           .events = (short)(POLLIN | (sent < FLOOD_BYTES ? POLLOUT : 0))};
         if (poll(&p, 1, 1000) <= 0)
             continue;
         if ((p.revents & POLLOUT) && sent < FLOOD_BYTES) {
@@ -361,20 +355,15 @@ TEST(slow_reader_backpressure_bounded)
 
 /* ------------------------------------------------------------ Unix sockets */
 
-static bool path_gone(void *arg)
-{
-    return access(arg, F_OK) != 0;
-}
+static bool path_gone(void *arg) { return access(arg, F_OK) != 0; }
 
-static void close_listener_fn(void *arg)
-{
+static void close_listener_fn(void *arg) {
     echo_server *es = arg;
     vx_listener_close(es->listener);
     es->listener = NULL;
 }
 
-TEST(unix_socket_echo)
-{
+TEST(unix_socket_echo) {
     char path[108];
     unix_path_make(path, sizeof path, "echo");
 
@@ -413,8 +402,7 @@ TEST(unix_socket_echo)
 
 /* ------------------------------------------------------------------- IPv6 */
 
-static bool ipv6_loopback_works(void)
-{
+static bool ipv6_loopback_works(void) {
     int fd = socket(AF_INET6, SOCK_STREAM, 0);
     if (fd < 0)
         return false;
@@ -424,8 +412,7 @@ static bool ipv6_loopback_works(void)
     return ok;
 }
 
-TEST(ipv6_loopback_echo)
-{
+TEST(ipv6_loopback_echo) {
     if (!ipv6_loopback_works())
         SKIP("IPv6 is not available on loopback (cannot bind ::1)");
     echo_server es;
@@ -454,8 +441,7 @@ TEST(ipv6_loopback_echo)
 
 /* --------------------------------------------------------------- ping-pong */
 
-TEST(ping_pong_10000_round_trips)
-{
+TEST(ping_pong_10000_round_trips) {
     echo_server es;
     start_echo(&es, NULL);
     rng r;

@@ -30,8 +30,7 @@ struct child_report {
 
 static struct child_report report;
 
-static bool mentions_emfile(const char *msg)
-{
+static bool mentions_emfile(const char *msg) {
     char low[512];
     size_t i;
     for (i = 0; msg[i] && i < sizeof low - 1; i++)
@@ -40,8 +39,7 @@ static bool mentions_emfile(const char *msg)
     return strstr(msg, "EMFILE") || strstr(low, "too many open files");
 }
 
-static void capture_log(int level, const char *msg, void *ud)
-{
+static void capture_log(int level, const char *msg, void *ud) {
     (void)level;
     (void)ud;
     report.log_lines++;
@@ -49,15 +47,13 @@ static void capture_log(int level, const char *msg, void *ud)
         snprintf(report.line, sizeof report.line, "%s", msg);
 }
 
-static void on_term(vx_signal *s, int signum, void *data)
-{
+static void on_term(vx_signal *s, int signum, void *data) {
     (void)s;
     (void)signum;
     vx_loop_stop(data);
 }
 
-static void echo_accept(vx_listener *l, vx_conn *c, void *data)
-{
+static void echo_accept(vx_listener *l, vx_conn *c, void *data) {
     (void)l;
     atomic_fetch_add(&((echo_server *)data)->accepted, 1);
     if (vx_conn_start(c, &echo_cbs, data) < 0)
@@ -65,8 +61,7 @@ static void echo_accept(vx_listener *l, vx_conn *c, void *data)
 }
 
 /* The smallest limit that leaves exactly `room` free fd numbers below it. */
-static int limit_with_room(int room)
-{
+static int limit_with_room(int room) {
     static bool used[4096];
     memset(used, 0, sizeof used);
     for (int fd = 0; fd < 4096; fd++)
@@ -80,8 +75,7 @@ static int limit_with_room(int room)
     return 4096;
 }
 
-static _Noreturn void server_child(int port_w, int report_w)
-{
+static _Noreturn void server_child(int port_w, int report_w) {
     static echo_server es; /* only its counters: no thread here */
     vx_loop *loop = NULL;
     vx_listener *l = NULL;
@@ -111,8 +105,7 @@ static _Noreturn void server_child(int port_w, int report_w)
 }
 
 /* utime + stime of pid in seconds, from /proc/pid/stat */
-static double cpu_seconds(pid_t pid)
-{
+static double cpu_seconds(pid_t pid) {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     FILE *f = fopen(path, "r");
@@ -128,21 +121,18 @@ static double cpu_seconds(pid_t pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-static bool echo_once(int fd, const char *msg, int timeout_ms)
-{
+static bool echo_once(int fd, const char *msg, int timeout_ms) {
     char back[64];
     size_t len = strlen(msg);
     return write_all(fd, msg, len, timeout_ms) == (ssize_t)len &&
            read_exact(fd, back, len, timeout_ms) == (ssize_t)len && memcmp(back, msg, len) == 0;
 }
 
-static bool read_timeout(int fd, void *buf, size_t len, int timeout_ms)
-{
+static bool read_timeout(int fd, void *buf, size_t len, int timeout_ms) {
     return read_exact(fd, buf, len, timeout_ms) == (ssize_t)len;
 }
 
-static int wait_child(pid_t pid, int timeout_ms)
-{
+static int wait_child(pid_t pid, int timeout_ms) {
     uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
     int st;
     while (now_ms() < deadline) {
@@ -155,8 +145,7 @@ static int wait_child(pid_t pid, int timeout_ms)
     return -1;
 }
 
-TEST(emfile_survive_and_recover)
-{
+TEST(emfile_survive_and_recover) {
     int port_p[2], rep_p[2];
     REQUIRE(pipe(port_p) == 0 && pipe(rep_p) == 0);
     fflush(NULL);

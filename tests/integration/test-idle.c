@@ -8,14 +8,12 @@
 
 #define IDLE_MS 200
 
-static void start_idle_echo(echo_server *es)
-{
+static void start_idle_echo(echo_server *es) {
     echo_opts o = {.idle_ms = IDLE_MS};
     REQUIRE_OK(echo_server_start(es, &o));
 }
 
-TEST(silent_client_is_closed)
-{
+TEST(silent_client_is_closed) {
     echo_server es;
     start_idle_echo(&es);
     uint64_t t0 = now_ms();
@@ -40,8 +38,7 @@ TEST(silent_client_is_closed)
     CHECK_OK(echo_server_stop(&es));
 }
 
-TEST(active_client_is_kept)
-{
+TEST(active_client_is_kept) {
     echo_server es;
     start_idle_echo(&es);
     int fd = tcp_connect("127.0.0.1", es.port, 5000);
@@ -74,8 +71,7 @@ TEST(active_client_is_kept)
 
 #define NIDLE 50
 
-TEST(many_idle_connections_all_closed)
-{
+TEST(many_idle_connections_all_closed) {
     echo_server es;
     start_idle_echo(&es);
     int fds[NIDLE];

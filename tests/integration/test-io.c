@@ -5,8 +5,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-static vx_loop *loop_new(void)
-{
+static vx_loop *loop_new(void) {
     vx_loop *loop = NULL;
     vx_loop_opts o = {.backend = VX_BACKEND_AUTO};
     REQUIRE_OK(vx_loop_new(&loop, &o));
@@ -28,8 +27,7 @@ struct pipe_ctx {
     bool free_on_eof;
 };
 
-static void pipe_cb(vx_io *io, int fd, unsigned events, void *data)
-{
+static void pipe_cb(vx_io *io, int fd, unsigned events, void *data) {
     struct pipe_ctx *p = data;
     p->calls++;
     p->calls_in_phase[p->phase]++;
@@ -60,13 +58,9 @@ struct script {
     int step;
 };
 
-static void wr(int fd, const char *s)
-{
-    CHECK_EQ_INT(write(fd, s, strlen(s)), strlen(s));
-}
+static void wr(int fd, const char *s) { CHECK_EQ_INT(write(fd, s, strlen(s)), strlen(s)); }
 
-static void script_cb(vx_timer *t, void *data)
-{
+static void script_cb(vx_timer *t, void *data) {
     struct script *s = data;
     struct pipe_ctx *p = s->p;
     switch (s->step++) {
@@ -96,8 +90,7 @@ static void script_cb(vx_timer *t, void *data)
     }
 }
 
-TEST(pipe_readable_pause_resume_free)
-{
+TEST(pipe_readable_pause_resume_free) {
     vx_loop *loop = loop_new();
     int fds[2];
     REQUIRE(pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0);
@@ -128,31 +121,28 @@ TEST(pipe_readable_pause_resume_free)
     close(fds[1]);
 }
 
-static void close_writer_cb(vx_timer *t, void *data)
-{
+static void close_writer_cb(vx_timer *t, void *data) {
     struct pipe_ctx *p = data;
     (void)t;
     close(p->wfd);
     p->wfd = -1;
 }
 
-static void fill_cb(vx_timer *t, void *data)
-{
+static void fill_cb(vx_timer *t, void *data) {
     struct pipe_ctx *p = data;
     (void)t;
     wr(p->wfd, "abcdefghij");
 }
 
-TEST(level_triggered_and_hangup)
-{
+TEST(level_triggered_and_hangup) {
     vx_loop *loop = loop_new();
     int fds[2];
     REQUIRE(pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0);
     /* read 1 byte per callback: level-triggered means it is called again and
      * again until the pipe is drained; then the writer closes: readable + EOF,
      * and the callback frees the watcher from inside itself */
-    struct pipe_ctx p = {.loop = loop, .rfd = fds[0], .wfd = fds[1], .read_per_call = 1,
-                         .free_on_eof = true};
+    struct pipe_ctx p = {
+        .loop = loop, .rfd = fds[0], .wfd = fds[1], .read_per_call = 1, .free_on_eof = true};
     REQUIRE_OK(vx_io_start(loop, fds[0], VX_READABLE, pipe_cb, &p, &p.io));
     vx_timer *fill = NULL, *closer = NULL;
     REQUIRE_OK(vx_timer_new(loop, fill_cb, &p, &fill));
@@ -177,8 +167,7 @@ struct wctx {
     unsigned events;
 };
 
-static void writable_cb(vx_io *io, int fd, unsigned events, void *data)
-{
+static void writable_cb(vx_io *io, int fd, unsigned events, void *data) {
     struct wctx *w = data;
     (void)fd;
     w->calls++;
@@ -188,14 +177,12 @@ static void writable_cb(vx_io *io, int fd, unsigned events, void *data)
     }
 }
 
-static void stop_cb(vx_timer *t, void *data)
-{
+static void stop_cb(vx_timer *t, void *data) {
     (void)t;
     vx_loop_stop(data);
 }
 
-TEST(pipe_writable)
-{
+TEST(pipe_writable) {
     vx_loop *loop = loop_new();
     int fds[2];
     REQUIRE(pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0);

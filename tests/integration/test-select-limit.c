@@ -19,16 +19,14 @@
 
 /* ------------------------------------------------------------- helpers */
 
-static void require_select(void)
-{
+static void require_select(void) {
     const char *b = getenv("VX_BACKEND");
     if (!b || strcmp(b, "select") != 0)
         SKIP("only meaningful with VX_BACKEND=select (have %s)", b ? b : "unset");
 }
 
 /* Room for the placeholders, the big fds and the clients. */
-static void raise_nofile(void)
-{
+static void raise_nofile(void) {
     struct rlimit rl;
     REQUIRE(getrlimit(RLIMIT_NOFILE, &rl) == 0);
     if (rl.rlim_cur >= FD_SETSIZE + 100)
@@ -44,8 +42,7 @@ static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static int log_setsize;    /* lines that mention FD_SETSIZE */
 static char log_line[256]; /* the first of them */
 
-static void capture_log(int level, const char *msg, void *ud)
-{
+static void capture_log(int level, const char *msg, void *ud) {
     (void)level;
     (void)ud;
     pthread_mutex_lock(&log_mu);
@@ -54,8 +51,7 @@ static void capture_log(int level, const char *msg, void *ud)
     pthread_mutex_unlock(&log_mu);
 }
 
-static int log_setsize_count(void)
-{
+static int log_setsize_count(void) {
     pthread_mutex_lock(&log_mu);
     int n = log_setsize;
     pthread_mutex_unlock(&log_mu);
@@ -63,8 +59,7 @@ static int log_setsize_count(void)
 }
 
 /* Occupy every free fd number below FD_SETSIZE; returns how many (fds[]). */
-static int fill_low_fds(int *fds, int max)
-{
+static int fill_low_fds(int *fds, int max) {
     int src = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     REQUIRE(src >= 0 && src < FD_SETSIZE);
     int n = 0;
@@ -78,14 +73,12 @@ static int fill_low_fds(int *fds, int max)
     return n;
 }
 
-static void close_all(int *fds, int n)
-{
+static void close_all(int *fds, int n) {
     for (int i = 0; i < n; i++)
         close(fds[i]);
 }
 
-static uint64_t poller_errors(vx_loop *loop)
-{
+static uint64_t poller_errors(vx_loop *loop) {
     vx_stats st;
     vx_loop_stats(loop, &st);
     return st.errors[VX_ERRK_POLLER];
@@ -93,8 +86,7 @@ static uint64_t poller_errors(vx_loop *loop)
 
 /* ------------------------------------------------------------ vx_io */
 
-static void io_cb(vx_io *io, int fd, unsigned events, void *data)
-{
+static void io_cb(vx_io *io, int fd, unsigned events, void *data) {
     (void)io;
     char b[16];
     ssize_t n = read(fd, b, sizeof b);
@@ -104,14 +96,12 @@ static void io_cb(vx_io *io, int fd, unsigned events, void *data)
     (*calls)++;
 }
 
-static void stop_cb(vx_timer *t, void *data)
-{
+static void stop_cb(vx_timer *t, void *data) {
     (void)t;
     vx_loop_stop(data);
 }
 
-TEST(io_start_refuses_fd_past_setsize)
-{
+TEST(io_start_refuses_fd_past_setsize) {
     require_select();
     raise_nofile();
     vx_log_set(capture_log, NULL, VX_LOG_DEBUG);
@@ -162,8 +152,7 @@ TEST(io_start_refuses_fd_past_setsize)
 
 /* ----------------------------------------------------- connections */
 
-TEST(accepted_fd_past_setsize_is_closed)
-{
+TEST(accepted_fd_past_setsize_is_closed) {
     require_select();
     raise_nofile();
     vx_log_set(capture_log, NULL, VX_LOG_DEBUG);
@@ -227,8 +216,7 @@ struct connect_ctx {
     atomic_int done, err;
 };
 
-static void on_connect(vx_conn *c, int err, void *data)
-{
+static void on_connect(vx_conn *c, int err, void *data) {
     struct connect_ctx *cc = data;
     if (c)
         vx_conn_close(c);
@@ -236,8 +224,7 @@ static void on_connect(vx_conn *c, int err, void *data)
     atomic_store(&cc->done, 1);
 }
 
-static void start_connect(void *arg)
-{
+static void start_connect(void *arg) {
     struct connect_ctx *cc = arg;
     vx_connect_opts o = {.host = "127.0.0.1", .port = cc->port, .timeout_ms = 3000};
     int rc = vx_connect(cc->loop, &o, on_connect, cc);
@@ -247,13 +234,9 @@ static void start_connect(void *arg)
     }
 }
 
-static bool connect_done(void *arg)
-{
-    return atomic_load(&((struct connect_ctx *)arg)->done) != 0;
-}
+static bool connect_done(void *arg) { return atomic_load(&((struct connect_ctx *)arg)->done) != 0; }
 
-TEST(connect_fd_past_setsize_fails_cleanly)
-{
+TEST(connect_fd_past_setsize_fails_cleanly) {
     require_select();
     raise_nofile();
     vx_log_set(capture_log, NULL, VX_LOG_DEBUG);

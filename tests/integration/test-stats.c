@@ -8,8 +8,7 @@
 #define NMSG 100
 #define MSGLEN 100
 
-TEST(fresh_loop_and_names)
-{
+TEST(fresh_loop_and_names) {
     vx_loop *loop = NULL;
     vx_loop_opts o = {.backend = VX_BACKEND_AUTO};
     REQUIRE_OK(vx_loop_new(&loop, &o));
@@ -61,15 +60,13 @@ struct fmt_req {
     const char *backend;
 };
 
-static void fmt_fn(void *arg)
-{
+static void fmt_fn(void *arg) {
     struct fmt_req *r = arg;
     r->n = vx_stats_format(r->s->loop, r->buf, sizeof r->buf);
     r->backend = vx_loop_backend(r->s->loop);
 }
 
-TEST(echo_counters)
-{
+TEST(echo_counters) {
     echo_server es;
     REQUIRE_OK(echo_server_start(&es, NULL));
     vx_stats before, mid, after;

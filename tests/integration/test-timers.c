@@ -7,8 +7,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static vx_loop *loop_new(void)
-{
+static vx_loop *loop_new(void) {
     vx_loop *loop = NULL;
     vx_loop_opts o = {.backend = VX_BACKEND_AUTO};
     REQUIRE_OK(vx_loop_new(&loop, &o));
@@ -16,8 +15,7 @@ static vx_loop *loop_new(void)
     return loop;
 }
 
-static vx_timer *timer_new(vx_loop *loop, vx_timer_cb cb, void *data)
-{
+static vx_timer *timer_new(vx_loop *loop, vx_timer_cb cb, void *data) {
     vx_timer *t = NULL;
     REQUIRE_OK(vx_timer_new(loop, cb, data, &t));
     REQUIRE(t != NULL);
@@ -31,16 +29,14 @@ struct stopper {
     bool fired;
 };
 
-static void stopper_cb(vx_timer *t, void *data)
-{
+static void stopper_cb(vx_timer *t, void *data) {
     struct stopper *s = data;
     (void)t;
     s->fired = true;
     vx_loop_stop(s->loop);
 }
 
-static void stopper_start(struct stopper *s, vx_loop *loop, uint64_t ms)
-{
+static void stopper_start(struct stopper *s, vx_loop *loop, uint64_t ms) {
     s->loop = loop;
     s->fired = false;
     s->t = timer_new(loop, stopper_cb, s);
@@ -50,13 +46,12 @@ static void stopper_start(struct stopper *s, vx_loop *loop, uint64_t ms)
 struct counter {
     vx_loop *loop;
     int n;
-    int limit;        /* stop the timer (or the loop, see stop_loop) after this many */
+    int limit; /* stop the timer (or the loop, see stop_loop) after this many */
     bool stop_loop;
-    uint64_t at[64];  /* vx_loop_now at each fire */
+    uint64_t at[64]; /* vx_loop_now at each fire */
 };
 
-static void counter_cb(vx_timer *t, void *data)
-{
+static void counter_cb(vx_timer *t, void *data) {
     struct counter *c = data;
     if (c->n < 64)
         c->at[c->n] = vx_loop_now(c->loop);
@@ -69,8 +64,7 @@ static void counter_cb(vx_timer *t, void *data)
     }
 }
 
-TEST(one_shot_fires_once)
-{
+TEST(one_shot_fires_once) {
     vx_loop *loop = loop_new();
     struct counter c = {.loop = loop};
     struct stopper st;
@@ -92,8 +86,7 @@ TEST(one_shot_fires_once)
     vx_loop_free(loop);
 }
 
-TEST(repeating_fires_repeatedly)
-{
+TEST(repeating_fires_repeatedly) {
     vx_loop *loop = loop_new();
     struct counter free_run = {.loop = loop}, limited = {.loop = loop, .limit = 5};
     struct stopper st;
@@ -141,8 +134,7 @@ struct order_item {
     int idx;
 };
 
-static void order_cb(vx_timer *t, void *data)
-{
+static void order_cb(vx_timer *t, void *data) {
     struct order_item *it = data;
     struct order_ctx *o = it->ctx;
     (void)t;
@@ -154,8 +146,7 @@ static void order_cb(vx_timer *t, void *data)
         vx_loop_stop(o->loop);
 }
 
-TEST(many_timers_fire_in_deadline_order)
-{
+TEST(many_timers_fire_in_deadline_order) {
     vx_loop *loop = loop_new();
     struct order_ctx *o = calloc(1, sizeof *o);
     struct order_item *items = calloc(NORDER, sizeof *items);
@@ -214,8 +205,7 @@ struct stop_other {
     bool was_active;
 };
 
-static void stop_other_cb(vx_timer *t, void *data)
-{
+static void stop_other_cb(vx_timer *t, void *data) {
     struct stop_other *s = data;
     (void)t;
     s->was_active = vx_timer_active(s->victim);
@@ -223,8 +213,7 @@ static void stop_other_cb(vx_timer *t, void *data)
     vx_timer_stop(s->victim); /* twice: harmless */
 }
 
-TEST(stop_before_fire)
-{
+TEST(stop_before_fire) {
     vx_loop *loop = loop_new();
     struct counter c = {.loop = loop}, c2 = {.loop = loop};
     struct stopper st;
@@ -257,8 +246,7 @@ struct restart_ctx {
     uint64_t restarted_at;
 };
 
-static void restart_cb(vx_timer *t, void *data)
-{
+static void restart_cb(vx_timer *t, void *data) {
     struct restart_ctx *r = data;
     (void)t;
     r->restarted_at = vx_loop_now(r->loop);
@@ -266,16 +254,14 @@ static void restart_cb(vx_timer *t, void *data)
 }
 
 /* a one-shot that re-arms itself from its callback until it fired 3 times */
-static void rearm_cb(vx_timer *t, void *data)
-{
+static void rearm_cb(vx_timer *t, void *data) {
     struct counter *c = data;
     c->n++;
     if (c->n < 3)
         vx_timer_start(t, 10, 0);
 }
 
-TEST(restart)
-{
+TEST(restart) {
     vx_loop *loop = loop_new();
     struct counter c = {.loop = loop}, re = {.loop = loop};
     struct stopper st;
@@ -301,8 +287,7 @@ TEST(restart)
     vx_loop_free(loop);
 }
 
-static void free_self_cb(vx_timer *t, void *data)
-{
+static void free_self_cb(vx_timer *t, void *data) {
     int *n = data;
     (*n)++;
     vx_timer_free(t);
@@ -314,8 +299,7 @@ struct pair {
     int n;
 };
 
-static void pair_cb(vx_timer *t, void *data)
-{
+static void pair_cb(vx_timer *t, void *data) {
     struct pair *p = data;
     p->n++;
     for (int i = 0; i < 2; i++)
@@ -329,8 +313,7 @@ static void pair_cb(vx_timer *t, void *data)
     vx_timer_free(t);
 }
 
-TEST(free_inside_own_callback)
-{
+TEST(free_inside_own_callback) {
     vx_loop *loop = loop_new();
     int n_rep = 0, n_once = 0;
     struct pair p = {0};
@@ -364,8 +347,7 @@ struct mono {
     uint64_t jump;
 };
 
-static void mono_cb(vx_timer *t, void *data)
-{
+static void mono_cb(vx_timer *t, void *data) {
     struct mono *m = data;
     uint64_t now = vx_loop_now(m->loop);
     m->backwards += now < m->last;
@@ -385,8 +367,7 @@ static void mono_cb(vx_timer *t, void *data)
     }
 }
 
-TEST(loop_now_is_monotonic)
-{
+TEST(loop_now_is_monotonic) {
     vx_loop *loop = loop_new();
     struct mono m = {.loop = loop};
     struct stopper guard;
@@ -413,21 +394,19 @@ TEST(loop_now_is_monotonic)
 
 struct defer_ctx {
     vx_loop *loop;
-    int stage;    /* 1 while the timer callback runs, 2 once it returned */
+    int stage; /* 1 while the timer callback runs, 2 once it returned */
     int ran, nested_ran;
     int ran_inside; /* deferred fn ran while the callback was still running */
     uint64_t cb_at, ran_at;
     int ticks_at_run, ticks;
 };
 
-static void nested_fn(void *arg)
-{
+static void nested_fn(void *arg) {
     struct defer_ctx *d = arg;
     d->nested_ran++;
 }
 
-static void defer_fn(void *arg)
-{
+static void defer_fn(void *arg) {
     struct defer_ctx *d = arg;
     d->ran_inside += d->stage == 1;
     d->ran++;
@@ -436,8 +415,7 @@ static void defer_fn(void *arg)
     CHECK_OK(vx_loop_defer(d->loop, nested_fn, d));
 }
 
-static void defer_timer_cb(vx_timer *t, void *data)
-{
+static void defer_timer_cb(vx_timer *t, void *data) {
     struct defer_ctx *d = data;
     (void)t;
     d->stage = 1;
@@ -448,15 +426,13 @@ static void defer_timer_cb(vx_timer *t, void *data)
     d->stage = 2;
 }
 
-static void tick_cb(vx_timer *t, void *data)
-{
+static void tick_cb(vx_timer *t, void *data) {
     struct defer_ctx *d = data;
     (void)t;
     d->ticks++;
 }
 
-TEST(defer_runs_at_end_of_turn)
-{
+TEST(defer_runs_at_end_of_turn) {
     vx_loop *loop = loop_new();
     struct defer_ctx d = {.loop = loop};
     struct stopper st;
@@ -501,8 +477,7 @@ struct poster {
     pthread_t tid;
 };
 
-static void post_fn(void *arg)
-{
+static void post_fn(void *arg) {
     struct post_item *it = arg;
     struct post_ctx *p = it->ctx;
     p->wrong_thread += !pthread_equal(pthread_self(), p->loop_thread);
@@ -511,8 +486,7 @@ static void post_fn(void *arg)
         vx_loop_stop(p->loop);
 }
 
-static void *poster_main(void *arg)
-{
+static void *poster_main(void *arg) {
     struct poster *ps = arg;
     for (int i = 0; i < POSTS_PER_THREAD; i++) {
         int rc = vx_loop_post(ps->ctx->loop, post_fn, &ps->items[i]);
@@ -524,8 +498,7 @@ static void *poster_main(void *arg)
     return NULL;
 }
 
-TEST(post_from_four_threads_runs_each_once)
-{
+TEST(post_from_four_threads_runs_each_once) {
     vx_loop *loop = loop_new();
     struct post_ctx *p = calloc(1, sizeof *p);
     struct post_item *items = calloc(POSTS_TOTAL, sizeof *items);
@@ -567,16 +540,14 @@ struct stopper_thread {
     pthread_t tid;
 };
 
-static void *stop_thread_main(void *arg)
-{
+static void *stop_thread_main(void *arg) {
     struct stopper_thread *s = arg;
     sleep_ms(s->delay_ms);
     vx_loop_stop(s->loop);
     return NULL;
 }
 
-TEST(stop_from_another_thread)
-{
+TEST(stop_from_another_thread) {
     /* 1: a loop with nothing to do blocks until stopped from elsewhere */
     vx_loop *loop = loop_new();
     struct stopper_thread s = {.loop = loop, .delay_ms = 100};
@@ -618,8 +589,7 @@ struct sig_ctx {
     int stop_after;
 };
 
-static void sig_cb(vx_signal *s, int signum, void *data)
-{
+static void sig_cb(vx_signal *s, int signum, void *data) {
     struct sig_ctx *c = data;
     (void)s;
     int i = signum == SIGUSR2;
@@ -629,22 +599,19 @@ static void sig_cb(vx_signal *s, int signum, void *data)
         vx_loop_stop(c->loop);
 }
 
-static void raise_usr1_cb(vx_timer *t, void *data)
-{
+static void raise_usr1_cb(vx_timer *t, void *data) {
     (void)t;
     (void)data;
     kill(getpid(), SIGUSR1);
 }
 
-static void raise_usr2_cb(vx_timer *t, void *data)
-{
+static void raise_usr2_cb(vx_timer *t, void *data) {
     (void)t;
     (void)data;
     kill(getpid(), SIGUSR2);
 }
 
-TEST(signals_through_the_loop)
-{
+TEST(signals_through_the_loop) {
     vx_loop *loop = loop_new();
     struct sig_ctx c = {.loop = loop, .stop_after = 2};
     vx_signal *s1 = NULL, *s2 = NULL, *bad = NULL;
@@ -673,8 +640,7 @@ TEST(signals_through_the_loop)
     vx_loop_free(loop);
 }
 
-static void *raise_thread_main(void *arg)
-{
+static void *raise_thread_main(void *arg) {
     (void)arg;
     sigset_t all;
     sigfillset(&all);
@@ -684,8 +650,7 @@ static void *raise_thread_main(void *arg)
     return NULL;
 }
 
-TEST(signal_sent_by_another_thread)
-{
+TEST(signal_sent_by_another_thread) {
     vx_loop *loop = loop_new();
     struct sig_ctx c = {.loop = loop, .stop_after = 1};
     vx_signal *s1 = NULL;

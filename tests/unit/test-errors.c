@@ -4,8 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 
-TEST(err_names)
-{
+TEST(err_names) {
     CHECK_EQ_STR(vx_err_name(-ECONNRESET), "ECONNRESET");
     CHECK_EQ_STR(vx_err_name(-EAGAIN), "EAGAIN");
     CHECK_EQ_STR(vx_err_name(-EMFILE), "EMFILE");
@@ -19,8 +18,7 @@ TEST(err_names)
     CHECK_EQ_STR(vx_err_name(-EADDRINUSE), "EADDRINUSE");
 }
 
-TEST(messages_never_null)
-{
+TEST(messages_never_null) {
     static const int odd[] = {0, 1, INT_MIN, INT_MAX, -INT_MAX, -4095, -4096, -100000, 77};
     int nulls = 0, empty = 0;
     for (int e = -300; e <= 300; e++) {
@@ -41,8 +39,7 @@ TEST(messages_never_null)
     CHECK(strcmp(vx_strerror(-ECONNRESET), vx_strerror(-ETIMEDOUT)) != 0);
 }
 
-TEST(backend_names_round_trip)
-{
+TEST(backend_names_round_trip) {
     static const char *names[] = {"auto", "select", "poll", "epoll", "epoll-et", "uring"};
     CHECK_EQ_INT(sizeof names / sizeof names[0], VX_BACKEND__COUNT);
     for (int b = 0; b < VX_BACKEND__COUNT; b++) {
@@ -57,10 +54,9 @@ TEST(backend_names_round_trip)
     CHECK_EQ_INT(vx_backend_parse("uring"), VX_BACKEND_URING);
 }
 
-TEST(backend_parse_junk)
-{
-    static const char *junk[] = {"", "junk", "epol", "epoll-", "epoll-etx", "kqueue", " epoll",
-                                 "epoll ", "io_uring", "uring\n", "sel"};
+TEST(backend_parse_junk) {
+    static const char *junk[] = {"",       "junk",   "epol",     "epoll-",  "epoll-etx", "kqueue",
+                                 " epoll", "epoll ", "io_uring", "uring\n", "sel"};
     for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++)
         CHECK_MSG(vx_backend_parse(junk[i]) == -EINVAL, "vx_backend_parse(\"%s\") = %d", junk[i],
                   vx_backend_parse(junk[i]));
