@@ -1,23 +1,34 @@
-/* vx-echo: the echo server of the classic examples, on any backend.
+/* vx-echo: the echo server of the classic examples, on any backend and any
+ * server model.
  *   vx-echo [--host H] [--port P] [--unix PATH] [--backend NAME]
+ *           [--model single|reuseport:N|handoff:N|shared:N|procs:N|
+ *                    thread-per-conn|fork-per-conn]
  *           [--idle-timeout MS] [--rot13] [--stats]
- * Prints one line "listening HOST:PORT backend=NAME" once it accepts;
- * SIGINT/SIGTERM stop it (exit 0). --stats prints the loop counters to
- * stderr on exit. */
+ * Prints one line "listening HOST:PORT backend=NAME model=MODEL" once the
+ * socket listens (backend=blocking for the baselines); SIGINT/SIGTERM stop
+ * it gracefully (exit 0). --stats prints the counters to stderr on exit: with
+ * several loops one "loop=I ..." line each, then the sum, whose line starts
+ * with "backend=" (what bench/run.sh reads). */
 #include "vortex.h"
+#include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 static struct {
     const char *host, *unix_path;
     int port;
     vx_backend backend;
+    vx_model model;
     uint64_t idle_ms;
     bool rot13, stats;
-} opt = {.host = "127.0.0.1", .port = 9000};
+} opt = {.host = "127.0.0.1", .port = 9000, .model = {VX_MODEL_SINGLE, 1}};
 
 static void rot13(char *p, size_t n) {
     for (size_t i = 0; i < n; i++) {
@@ -29,6 +40,8 @@ static void rot13(char *p, size_t n) {
     }
 }
 
+/* ------------------------------------------------------------- the loops */
+
 static size_t on_data(vx_conn *c, const char *data, size_t len) {
     if (opt.rot13)
         rot13((char *)data, len); /* the view is ours during the call */
@@ -39,6 +52,7 @@ static size_t on_data(vx_conn *c, const char *data, size_t len) {
 
 static const vx_conn_cbs echo_cbs = {.on_data = on_data};
 
+/* l is NULL under handoff (the connection was accepted by another loop). */
 static void on_accept(vx_listener *l, vx_conn *c, void *data) {
     (void)l;
     (void)data;
@@ -47,23 +61,143 @@ static void on_accept(vx_listener *l, vx_conn *c, void *data) {
     vx_conn_start(c, &echo_cbs, NULL);
 }
 
-static void on_signal(vx_signal *s, int signum, void *data) {
-    (void)s;
-    (void)signum;
-    vx_loop_stop(data);
+/* ---------------------------------------------------------- the baselines */
+
+static bool write_all(int fd, const char *p, size_t n) {
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
 }
+
+/* Blocking read/write until EOF, an error or --idle-timeout of silence. */
+static void on_blocking(int fd, void *data) {
+    (void)data;
+    if (opt.idle_ms) {
+        struct timeval tv = {.tv_sec = (time_t)(opt.idle_ms / 1000),
+                             .tv_usec = (suseconds_t)(opt.idle_ms % 1000) * 1000};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    }
+    char buf[16384];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        if (opt.rot13)
+            rot13(buf, (size_t)n);
+        if (!write_all(fd, buf, (size_t)n))
+            return;
+    }
+}
+
+static bool blocking_model(void) {
+    return opt.model.kind == VX_MODEL_THREAD_PER_CONN || opt.model.kind == VX_MODEL_FORK_PER_CONN;
+}
+
+/* ------------------------------------------------------------ stopping */
+
+static vx_server *server;
+static int stop_pipe[2] = {-1, -1}; /* --stats: the handler wakes stats_thread */
+static vx_stats *final_stats;       /* per loop, read at the stop request */
+static int final_count;
+
+static void on_signal(int signum) {
+    (void)signum;
+    int saved = errno;
+    if (stop_pipe[1] >= 0) {
+        char b = 1;
+        ssize_t rc = write(stop_pipe[1], &b, 1);
+        (void)rc;
+    } else {
+        vx_server_stop(server); /* async-signal-safe */
+    }
+    errno = saved;
+}
+
+/* --stats: counters exist only while the loops run, so read them when the
+ * stop is asked for (the load is over by then), then stop the server. */
+static void *stats_thread(void *arg) {
+    (void)arg;
+    char b;
+    while (read(stop_pipe[0], &b, 1) < 0 && errno == EINTR)
+        ;
+    for (int i = 0; i < final_count; i++)
+        if (vx_server_stats(server, i, &final_stats[i]) < 0)
+            memset(&final_stats[i], 0, sizeof final_stats[i]);
+    vx_server_stop(server);
+    return NULL;
+}
+
+static int stats_line(char *buf, size_t len, const vx_stats *s) {
+    int used = snprintf(buf, len,
+                        "wakeups=%llu events=%llu accepts=%llu conns=%llu bytes_in=%llu "
+                        "bytes_out=%llu syscalls=%llu",
+                        (unsigned long long)s->wakeups, (unsigned long long)s->events,
+                        (unsigned long long)s->accepts, (unsigned long long)s->conns_live,
+                        (unsigned long long)s->bytes_in, (unsigned long long)s->bytes_out,
+                        (unsigned long long)vx_stats_syscalls(s));
+    for (int k = 0; k < VX_SYS__COUNT && used < (int)len; k++)
+        if (s->syscalls[k])
+            used += snprintf(buf + used, len - (size_t)used, " sys_%s=%llu",
+                             vx_syscall_kind_name(k), (unsigned long long)s->syscalls[k]);
+    for (int k = 0; k < VX_ERRK__COUNT && used < (int)len; k++)
+        if (s->errors[k])
+            used += snprintf(buf + used, len - (size_t)used, " err_%s=%llu",
+                             vx_error_kind_name(k), (unsigned long long)s->errors[k]);
+    return used;
+}
+
+static void print_stats(const char *backend) {
+    vx_stats sum = {0};
+    char line[1024];
+    for (int i = 0; i < final_count; i++) {
+        const vx_stats *s = &final_stats[i];
+        for (int k = 0; k < VX_SYS__COUNT; k++)
+            sum.syscalls[k] += s->syscalls[k];
+        for (int k = 0; k < VX_ERRK__COUNT; k++)
+            sum.errors[k] += s->errors[k];
+        sum.wakeups += s->wakeups;
+        sum.events += s->events;
+        sum.accepts += s->accepts;
+        sum.conns_live += s->conns_live;
+        sum.bytes_in += s->bytes_in;
+        sum.bytes_out += s->bytes_out;
+        sum.reads += s->reads;
+        sum.writes += s->writes;
+        if (final_count > 1) {
+            stats_line(line, sizeof line, s);
+            fprintf(stderr, "loop=%d %s\n", i, line);
+        }
+    }
+    stats_line(line, sizeof line, &sum);
+    fprintf(stderr, "backend=%s loops=%d %s\n", backend, final_count, line);
+}
+
+/* --------------------------------------------------------------- main */
 
 static void usage(FILE *f) {
     fprintf(f, "usage: vx-echo [--host H] [--port P] [--unix PATH] [--backend "
                "auto|select|poll|epoll|epoll-et|uring]\n"
+               "               [--model single|reuseport:N|handoff:N|shared:N|procs:N|"
+               "thread-per-conn|fork-per-conn]\n"
                "               [--idle-timeout MS] [--rot13] [--stats]\n");
 }
 
 static void parse_args(int argc, char **argv) {
     static const struct option longs[] = {
-        {"host", 1, 0, 'h'},    {"port", 1, 0, 'p'},         {"unix", 1, 0, 'u'},
+        {"host", 1, 0, 'h'},  {"port", 1, 0, 'p'},         {"unix", 1, 0, 'u'},
         {"backend", 1, 0, 'b'}, {"idle-timeout", 1, 0, 'i'}, {"rot13", 0, 0, 'r'},
-        {"stats", 0, 0, 's'},   {"help", 0, 0, '?'},         {0, 0, 0, 0},
+        {"stats", 0, 0, 's'}, {"model", 1, 0, 'm'},        {"help", 0, 0, '?'},
+        {0, 0, 0, 0},
     };
     int ch, b;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -86,6 +220,13 @@ static void parse_args(int argc, char **argv) {
         case 's':
             opt.stats = true;
             break;
+        case 'm':
+            if (vx_model_parse(optarg, &opt.model) < 0) {
+                fprintf(stderr, "vx-echo: unknown model '%s'\n", optarg);
+                usage(stderr);
+                exit(2);
+            }
+            break;
         case 'b':
             if ((b = vx_backend_parse(optarg)) < 0) {
                 fprintf(stderr, "vx-echo: unknown backend '%s'\n", optarg);
@@ -104,42 +245,80 @@ static void parse_args(int argc, char **argv) {
     }
 }
 
-int main(int argc, char **argv) {
-    parse_args(argc, argv);
-    vx_loop *loop;
-    int rc = vx_loop_new(&loop, &(vx_loop_opts){.backend = opt.backend});
+/* The backend every loop will use: "auto" (and VX_BACKEND) resolved once,
+ * here, so that the line names it and all loops agree. */
+static int resolve_backend(void) {
+    vx_loop *probe;
+    int rc = vx_loop_new(&probe, &(vx_loop_opts){.backend = opt.backend});
     if (rc < 0) {
         fprintf(stderr, "vx-echo: backend %s unavailable: %s\n", vx_backend_name(opt.backend),
                 vx_strerror(rc));
-        return 1;
+        return rc;
     }
-    vx_listener *l;
-    rc = vx_listen(
-        loop,
-        &(vx_listen_opts){.host = opt.host, .port = (uint16_t)opt.port, .unix_path = opt.unix_path},
-        on_accept, NULL, &l);
+    opt.backend = (vx_backend)vx_backend_parse(vx_loop_backend(probe));
+    vx_loop_free(probe);
+    return 0;
+}
+
+static void install_signals(void) {
+    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int main(int argc, char **argv) {
+    parse_args(argc, argv);
+    bool blocking = blocking_model();
+    if (!blocking && resolve_backend() < 0)
+        return 1;
+    vx_server_opts so = {
+        .listen = {.host = opt.host, .port = (uint16_t)opt.port, .unix_path = opt.unix_path},
+        .backend = opt.backend,
+        .model = opt.model,
+        .on_accept = on_accept,
+        .on_blocking = on_blocking,
+    };
+    int rc = vx_server_new(&server, &so);
     if (rc < 0) {
         fprintf(stderr, "vx-echo: listen: %s\n", vx_strerror(rc));
         return 1;
     }
-    vx_signal *sint, *sterm;
-    if (vx_signal_start(loop, SIGINT, on_signal, loop, &sint) < 0 ||
-        vx_signal_start(loop, SIGTERM, on_signal, loop, &sterm) < 0) {
-        fprintf(stderr, "vx-echo: cannot watch signals\n");
-        return 1;
+    const char *backend = blocking ? "blocking" : vx_backend_name(opt.backend);
+    char model[64];
+    vx_model_format(&opt.model, model, sizeof model);
+    pthread_t st;
+    bool with_stats = opt.stats && !blocking && opt.model.kind != VX_MODEL_PROCS;
+    if (with_stats) {
+        final_count = vx_server_count(server);
+        final_stats = calloc((size_t)final_count, sizeof *final_stats);
+        if (!final_stats || pipe(stop_pipe) < 0 ||
+            pthread_create(&st, NULL, stats_thread, NULL) != 0) {
+            fprintf(stderr, "vx-echo: cannot set up --stats\n");
+            return 1;
+        }
     }
+    install_signals();
     if (opt.unix_path)
-        printf("listening unix:%s backend=%s\n", opt.unix_path, vx_loop_backend(loop));
+        printf("listening unix:%s backend=%s model=%s\n", opt.unix_path, backend, model);
     else
-        printf("listening %s:%u backend=%s\n", opt.host, vx_listener_port(l),
-               vx_loop_backend(loop));
+        printf("listening %s:%u backend=%s model=%s\n", opt.host, vx_server_port(server), backend,
+               model);
     fflush(stdout);
-    rc = vx_loop_run(loop);
-    if (opt.stats) {
-        char line[1024];
-        vx_stats_format(loop, line, sizeof line);
-        fprintf(stderr, "%s\n", line);
+    rc = vx_server_run(server);
+    if (rc < 0)
+        fprintf(stderr, "vx-echo: %s\n", vx_strerror(rc));
+    if (with_stats) {
+        char b = 0;
+        ssize_t w = write(stop_pipe[1], &b, 1); /* stopped on its own: release the thread */
+        (void)w;
+        pthread_join(st, NULL);
+        print_stats(backend);
+        free(final_stats);
+    } else if (opt.stats) {
+        fprintf(stderr, "backend=%s model=%s (no per-loop counters for this model)\n", backend,
+                model);
     }
-    vx_loop_free(loop);
+    vx_server_free(server);
     return rc < 0 ? 1 : 0;
 }

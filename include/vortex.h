@@ -254,6 +254,7 @@ typedef struct vx_listen_opts {
     int backlog;           /* 0: 4096 */
     bool reuseport;        /* SO_REUSEPORT */
     bool no_delay_off;     /* keep Nagle on accepted TCP connections */
+    bool exclusive;        /* EPOLLEXCLUSIVE: one of the loops sharing the socket wakes */
 } vx_listen_opts;
 
 /* Bind, listen and start accepting; cb owns each new connection (start or
@@ -263,7 +264,10 @@ VX_API int vx_listen(vx_loop *loop, const vx_listen_opts *opts, vx_accept_cb cb,
 /* The bound port (TCP), useful after port 0. */
 VX_API uint16_t vx_listener_port(const vx_listener *l);
 VX_API int vx_listener_fd(const vx_listener *l);
-/* Stop accepting, close the socket (and unlink a Unix path), free. */
+/* Stop accepting, close the socket (and unlink a Unix path), free. On io_uring
+ * the kernel may have accepted connections for l that were not reported yet:
+ * they still reach the accept callback (during the next turns, l still valid),
+ * because their clients already consider them established. */
 VX_API void vx_listener_close(vx_listener *l);
 
 /* ----------------------------------------------------------------- connect */
@@ -282,6 +286,101 @@ typedef struct vx_connect_opts {
 
 /* Start a non-blocking connect; cb runs exactly once, on the loop, later. */
 VX_API int vx_connect(vx_loop *loop, const vx_connect_opts *opts, vx_connect_cb cb, void *data);
+
+/* ---------------------------------------------------------- adopting fds */
+
+/* Listen on an already-listening socket (inherited from a master process,
+ * shared by several loops). The fd is dup()ed: the caller keeps its own.
+ * Of o, only backlog-independent flags are used (no_delay_off, exclusive). */
+VX_API int vx_listen_fd(vx_loop *loop, int fd, const vx_listen_opts *o, vx_accept_cb cb,
+                        void *data, vx_listener **out);
+/* A connection from a connected stream socket (made non-blocking and
+ * close-on-exec here); the loop owns fd from now on, even on failure. Counted
+ * as an accept of this loop. 0, or -ENOMEM (fd closed). Keep no dup of fd:
+ * epoll would go on reporting the socket after the connection closed. */
+VX_API int vx_conn_adopt(vx_loop *loop, int fd, bool nodelay, vx_conn **out);
+
+/* ------------------------------------------------------------ worker pool */
+
+/* Threads for blocking work (files, DNS, CPU-heavy handlers). */
+typedef struct vx_pool vx_pool;
+/* threads >= 1; queue_max >= 1 bounds the jobs waiting (back-pressure). */
+VX_API int vx_pool_new(vx_pool **out, int threads, size_t queue_max);
+/* Run the jobs already queued, join the threads, free. No loop using the pool
+ * may still run. */
+VX_API void vx_pool_free(vx_pool *pool);
+/* Jobs of this loop's vx_work() go to pool (NULL detaches). */
+VX_API void vx_loop_set_pool(vx_loop *loop, vx_pool *pool);
+
+typedef void (*vx_work_fn)(void *arg);
+/* status 0 when fn ran, -ECANCELED when the loop was freed first (fn did not run). */
+typedef void (*vx_done_fn)(void *arg, int status);
+/* Run fn(arg) on a pool thread, then done(arg, status) on the loop's thread.
+ * -EAGAIN when the pool's queue is full (retry later: back-pressure), -EINVAL
+ * without a pool. vx_loop_free() waits for jobs already running. */
+VX_API int vx_work(vx_loop *loop, vx_work_fn fn, vx_done_fn done, void *arg);
+
+/* ---------------------------------------------------------- server models */
+
+/* How a server spends its threads and processes. */
+typedef enum {
+    VX_MODEL_SINGLE,          /* one loop, one thread (redis) */
+    VX_MODEL_REUSEPORT,       /* N loops, one SO_REUSEPORT listener each */
+    VX_MODEL_HANDOFF,         /* a main loop accepts, N sub-loops serve (netty, muduo) */
+    VX_MODEL_SHARED,          /* one listener in N loops, EPOLLEXCLUSIVE: no thundering herd */
+    VX_MODEL_PROCS,           /* a master forks N worker processes (nginx) */
+    VX_MODEL_THREAD_PER_CONN, /* baseline: blocking I/O, a thread per connection */
+    VX_MODEL_FORK_PER_CONN,   /* baseline: blocking I/O, a process per connection */
+} vx_model_kind;
+
+typedef struct vx_model {
+    vx_model_kind kind;
+    int n; /* loops or processes; 1 for single and the baselines */
+} vx_model;
+
+/* "single", "reuseport:4", "handoff:2", "shared:2", "procs:4",
+ * "thread-per-conn", "fork-per-conn" (":N" defaults to the CPU count). */
+VX_API int vx_model_parse(const char *s, vx_model *out);
+/* The same text back ("reuseport:4"); returns its length. */
+VX_API int vx_model_format(const vx_model *m, char *buf, size_t len);
+
+typedef struct vx_server vx_server;
+
+/* Blocking handler of the baselines: serve fd until done (the server closes it). */
+typedef void (*vx_blocking_fn)(int fd, void *data);
+/* Per-loop set-up, on that loop's thread (or worker process) before it accepts. */
+typedef int (*vx_loop_init_fn)(vx_loop *loop, int index, void *data);
+
+typedef struct vx_server_opts {
+    vx_listen_opts listen;       /* address; reuseport is set by the model */
+    vx_backend backend;
+    vx_model model;
+    bool pin_cpus;               /* loop i on CPU i % ncpu */
+    bool least_loaded;           /* handoff: to the sub-loop with fewest live conns */
+    vx_accept_cb on_accept;      /* on the loop owning the connection; l is NULL in handoff */
+    vx_blocking_fn on_blocking;  /* the baselines' handler */
+    vx_loop_init_fn on_loop;     /* optional */
+    void *data;
+    uint64_t drain_ms;           /* graceful stop: in-flight connections get this long (0: 5000) */
+    bool quiet;                  /* procs: no log line per worker start/exit */
+} vx_server_opts;
+
+/* Bind (the master binds for procs) and prepare; nothing runs yet. */
+VX_API int vx_server_new(vx_server **out, const vx_server_opts *o);
+VX_API uint16_t vx_server_port(const vx_server *s);
+/* Run until stopped: threads/processes start, and the calling thread waits
+ * (procs: it is the master, restarting workers that die; SIGHUP replaces them
+ * one by one, SIGTERM/SIGINT stop them gracefully). 0 or -errno. */
+VX_API int vx_server_run(vx_server *s);
+/* Graceful stop: stop accepting, let connections finish up to drain_ms, return
+ * from vx_server_run. Thread-safe and async-signal-safe. */
+VX_API void vx_server_stop(vx_server *s);
+VX_API void vx_server_free(vx_server *s);
+/* Loops (threads models) or workers (procs) of the server. */
+VX_API int vx_server_count(const vx_server *s);
+/* Counters of loop i (threads models; read from any thread, slightly stale).
+ * -EINVAL for procs or a bad index. */
+VX_API int vx_server_stats(const vx_server *s, int i, vx_stats *out);
 
 #ifdef __cplusplus
 }

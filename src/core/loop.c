@@ -141,7 +141,13 @@ static void on_wake(vx_io *io, int fd, unsigned events, void *data) {
     for (size_t i = 0; i < batch.len; i++)
         batch.v[i].fn(batch.v[i].arg);
     vx__free(batch.v);
+    /* Finished pool jobs. Their list is taken after wake_pending was reset, so
+     * a job that finishes from now on wakes the loop again. */
+    if (loop->work_outstanding)
+        vx__work_run_done(loop);
 }
+
+void vx__loop_wake(vx_loop *loop) { wake(loop); }
 
 int vx_loop_post(vx_loop *loop, vx_fn fn, void *arg) {
     pthread_mutex_lock(&loop->post_lock);
@@ -263,6 +269,8 @@ int vx_loop_new(vx_loop **out, const vx_loop_opts *opts) {
     loop->sig_fd = loop->wake_fd = -1;
     loop->chunks.max = 64;
     pthread_mutex_init(&loop->post_lock, NULL);
+    pthread_mutex_init(&loop->work_lock, NULL);
+    loop->work_tail = &loop->work_done;
     vx_loop_update_time(loop);
     int rc = -ENOMEM;
     if (!(loop->scratch = vx__malloc(VX__SCRATCH_SIZE)))
@@ -304,6 +312,8 @@ void vx_loop_free(vx_loop *loop) {
     if (!loop)
         return;
     loop->freeing = true;
+    /* First, while every handle is still open: the done callbacks may use them. */
+    vx__work_fini(loop);
     vx__signals_free_all(loop);
     for (vx__list *it = loop->handles.next, *next; it != &loop->handles; it = next) {
         next = it->next;
@@ -318,6 +328,7 @@ void vx_loop_free(vx_loop *loop) {
     if (loop->wake_fd >= 0)
         close(loop->wake_fd);
     pthread_mutex_destroy(&loop->post_lock);
+    pthread_mutex_destroy(&loop->work_lock);
     vx__free(loop->posted.v);
     vx__free(loop->deferred.v);
     vx__free(loop->closed);

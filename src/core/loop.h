@@ -24,6 +24,9 @@ enum vx__htype { VX__H_CONN = 1, VX__H_LISTENER, VX__H_IO };
 enum {
     VX__HF_CLOSING = 1 << 0, /* engine->close() called: no more callbacks */
     VX__HF_CLOSED = 1 << 1,  /* engine done with it; freed at the end of the turn */
+    /* Listener shared with other loops: epoll adds it with EPOLLEXCLUSIVE, so
+     * one connection wakes one of them (other pollers have no equivalent). */
+    VX__HF_EXCLUSIVE = 1 << 2,
 };
 
 /* The first member of vx_conn, vx_listener and vx_io. Owned by that object. */
@@ -118,6 +121,17 @@ struct vx_loop {
     int wake_fd;
     vx_io *wake_io;
 
+    /* Worker pool (server/workers.c). The pool threads append finished jobs
+     * to work_done and wake the loop (through the vx_loop_post eventfd) only
+     * when the list was empty: one wakeup per batch. */
+    vx_pool *pool;             /* where vx_work() sends jobs; NULL: none */
+    size_t work_outstanding;   /* jobs queued, running or finished whose done has not been
+                                * taken yet (loop thread only) */
+    pthread_mutex_t work_lock; /* guards work_done, work_tail, work_done_n */
+    struct vx__job *work_done; /* finished jobs, oldest first */
+    struct vx__job **work_tail;
+    size_t work_done_n;
+
     /* Signals through one signalfd per loop. */
     int sig_fd;
     vx_io *sig_io;
@@ -134,6 +148,16 @@ int vx__handle_init(vx_loop *loop, vx__handle *h, int type, int fd);
 /* The engine is done with h (fd closed, nothing in flight): reap at turn end. */
 void vx__handle_closed(vx__handle *h);
 int vx__tasks_push(vx__tasks *t, vx_fn fn, void *arg);
+
+/* Wake the loop from any thread (coalesced with vx_loop_post's wakeups). */
+void vx__loop_wake(vx_loop *loop);
+
+/* server/workers.c */
+/* Loop thread, from the wakeup handler: run done(arg, 0) of the finished jobs. */
+void vx__work_run_done(vx_loop *loop);
+/* vx_loop_free: cancel the queued jobs (done gets -ECANCELED), wait for the
+ * running ones and run their done(arg, 0), on the freeing thread. */
+void vx__work_fini(vx_loop *loop);
 
 /* net/conn.c: what engines report about connections. */
 bool vx__conn_wants_read(const vx_conn *c);

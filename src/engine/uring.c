@@ -522,7 +522,11 @@ static void on_accept(uring *u, vx_listener *l, int res, unsigned flags) {
     if (!more)
         h->events &= ~(uint32_t)(US_ACCEPT | US_ACCEPT_CANCEL);
     if (res >= 0) {
-        if (closing(h)) {
+        /* The kernel accepts ahead: this client already sees an established
+         * connection. Dropping it would lose it (a reload, a drain), so it is
+         * served even though the listener is closing — unless the loop is
+         * going away. vortex.h documents this for vx_listener_close(). */
+        if (u->loop->freeing) {
             VX__COUNT_SYS(u->loop, CLOSE);
             close(res);
             return;

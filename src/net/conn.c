@@ -2,6 +2,7 @@
  * and its water marks, half-close, graceful and abortive close, idle timeout.
  * Engines perform the I/O and report here through the vx__conn_* calls. */
 #include "net/conn.h"
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <unistd.h>
@@ -40,6 +41,39 @@ vx_conn *vx__conn_new(vx_loop *loop, int fd, bool nodelay) {
     }
     loop->stats.conns_live++;
     return c;
+}
+
+/* A socket connected elsewhere (handed over by another loop, inherited):
+ * from now on it is ours, so every failure closes it. */
+int vx_conn_adopt(vx_loop *loop, int fd, bool nodelay, vx_conn **out) {
+    if (fd < 0)
+        return -EBADF;
+    int rc = !out ? -EINVAL : loop->freeing ? -ECANCELED : 0;
+    VX__COUNT_SYS(loop, OTHER);
+    int fl = rc ? 0 : fcntl(fd, F_GETFL);
+    if (fl >= 0 && !rc && !(fl & O_NONBLOCK)) {
+        VX__COUNT_SYS(loop, OTHER);
+        fl = fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    }
+    if (!rc && fl >= 0) {
+        VX__COUNT_SYS(loop, OTHER);
+        fl = fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    if (!rc && fl < 0)
+        rc = -errno;
+    vx_conn *c = rc ? NULL : vx__conn_new(loop, fd, nodelay);
+    if (!c) {
+        if (!rc) {
+            rc = -ENOMEM;
+            VX__COUNT_ERR(loop, NOMEM);
+        }
+        VX__COUNT_SYS(loop, CLOSE);
+        close(fd);
+        return rc;
+    }
+    loop->stats.accepts++;
+    *out = c;
+    return 0;
 }
 
 /* ------------------------------------------------------------- accessors */

@@ -2,9 +2,11 @@
  * socket, hands new connections to the user, and handles fd exhaustion:
  * on EMFILE/ENFILE (or ENOBUFS/ENOMEM) accepting pauses for a short while
  * instead of spinning on a listener that stays readable, the refusals are
- * counted, and the reason is logged once per episode. */
+ * counted, and the reason is logged once per episode. vx_listen_fd() listens
+ * on a dup of a socket bound elsewhere (a master process, a server's other loops). */
 #include "net/conn.h"
 #include "net/sock.h"
+#include <fcntl.h>
 #include <stdio.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -27,6 +29,39 @@ static void retry_accept(vx__tnode *n) {
     l->h.loop->engine->listen(l, true);
 }
 
+/* Common tail of vx_listen and vx_listen_fd: l (with unix_path set or not)
+ * takes fd, which is closed on failure; l is freed on failure. */
+static int listener_start(vx_loop *loop, vx_listener *l, int fd, const vx_listen_opts *o,
+                          bool is_unix, vx_accept_cb cb, void *data, vx_listener **out) {
+    int rc;
+    if ((rc = vx__heap_reserve(&loop->timers)) < 0) {
+        close(fd);
+        goto fail;
+    }
+    if ((rc = vx__handle_init(loop, &l->h, VX__H_LISTENER, fd)) < 0) {
+        vx__heap_unreserve(&loop->timers);
+        close(fd);
+        goto fail;
+    }
+    l->cb = cb;
+    l->data = data;
+    l->nodelay = !is_unix && !(o && o->no_delay_off);
+    l->port = is_unix ? 0 : vx__sock_port(fd);
+    if (o && o->exclusive)
+        l->h.hflags |= VX__HF_EXCLUSIVE;
+    vx__tnode_init(&l->retry, retry_accept);
+    if ((rc = loop->engine->listen(l, true)) < 0) {
+        vx_listener_close(l);
+        return rc;
+    }
+    *out = l;
+    return 0;
+fail:
+    vx__free(l->unix_path);
+    vx__free(l);
+    return rc;
+}
+
 int vx_listen(vx_loop *loop, const vx_listen_opts *o, vx_accept_cb cb, void *data,
               vx_listener **out) {
     if (!o || !cb || !out)
@@ -46,33 +81,58 @@ int vx_listen(vx_loop *loop, const vx_listen_opts *o, vx_accept_cb cb, void *dat
     }
     int fd = vx__sock_listen(loop, &a, o->backlog, o->reuseport);
     if (fd < 0) {
-        rc = fd;
-        goto fail;
+        vx__free(l->unix_path);
+        vx__free(l);
+        return fd;
     }
-    if ((rc = vx__heap_reserve(&loop->timers)) < 0) {
-        close(fd);
-        goto fail;
+    return listener_start(loop, l, fd, o, o->unix_path != NULL, cb, data, out);
+}
+
+/* The fd is someone else's (a master process, the other loops of a server):
+ * we take a private dup, never unlink its Unix path, and find out the port
+ * and the family from the socket itself. */
+int vx_listen_fd(vx_loop *loop, int fd, const vx_listen_opts *o, vx_accept_cb cb, void *data,
+                 vx_listener **out) {
+    if (fd < 0 || !cb || !out)
+        return -EINVAL;
+    if (loop->freeing)
+        return -ECANCELED;
+    int listening = 0;
+    socklen_t optlen = sizeof listening;
+    VX__COUNT_SYS(loop, OTHER);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen) < 0)
+        return -errno;
+    if (!listening)
+        return -EINVAL;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    VX__COUNT_SYS(loop, OTHER);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return -errno;
+    vx_listener *l = vx__calloc(1, sizeof *l);
+    if (!l)
+        return -ENOMEM;
+    VX__COUNT_SYS(loop, OTHER);
+    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (nfd < 0) {
+        int err = -errno;
+        vx__free(l);
+        return err;
     }
-    if ((rc = vx__handle_init(loop, &l->h, VX__H_LISTENER, fd)) < 0) {
-        vx__heap_unreserve(&loop->timers);
-        close(fd);
-        goto fail;
+    /* O_NONBLOCK belongs to the open file: every holder of fd sees it too. */
+    VX__COUNT_SYS(loop, OTHER);
+    int fl = fcntl(nfd, F_GETFL);
+    if (fl >= 0 && !(fl & O_NONBLOCK)) {
+        VX__COUNT_SYS(loop, OTHER);
+        fl = fcntl(nfd, F_SETFL, fl | O_NONBLOCK);
     }
-    l->cb = cb;
-    l->data = data;
-    l->nodelay = !o->unix_path && !o->no_delay_off;
-    l->port = o->unix_path ? 0 : vx__sock_port(fd);
-    vx__tnode_init(&l->retry, retry_accept);
-    if ((rc = loop->engine->listen(l, true)) < 0) {
-        vx_listener_close(l);
-        return rc;
+    if (fl < 0) {
+        int err = -errno;
+        close(nfd);
+        vx__free(l);
+        return err;
     }
-    *out = l;
-    return 0;
-fail:
-    vx__free(l->unix_path);
-    vx__free(l);
-    return rc;
+    return listener_start(loop, l, nfd, o, ss.ss_family == AF_UNIX, cb, data, out);
 }
 
 uint16_t vx_listener_port(const vx_listener *l) { return l->port; }

@@ -3,7 +3,7 @@
  * when a handle is added and never touches it again until it is removed: no
  * epoll_ctl on the request path (connections only; listeners and foreign fds
  * stay level-triggered). Closing an fd removes it from the epoll set,
- * so forget() costs no syscall. */
+ * so forget() costs no syscall (except for listeners, see ep_forget). */
 #include "poller/poller.h"
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -52,6 +52,10 @@ static int update(vx_loop *loop, vx__handle *h, uint32_t events, bool edge) {
         return h->events = events, 0;
     int op = !old ? EPOLL_CTL_ADD : !events ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
     struct epoll_event ev = {.events = to_epoll(events, edge), .data.ptr = h};
+    /* Only valid with ADD. Listeners never see MOD: their interest is IN or
+     * nothing (pausing on EMFILE is a DEL), so the flag survives a pause. */
+    if (op == EPOLL_CTL_ADD && (h->hflags & VX__HF_EXCLUSIVE))
+        ev.events |= EPOLLEXCLUSIVE;
     VX__COUNT_SYS(loop, CTL);
     if (epoll_ctl(s->epfd, op, h->fd, &ev) < 0)
         return -errno;
@@ -66,8 +70,16 @@ static int ep_update_et(vx_loop *loop, vx__handle *h, uint32_t events) {
     return update(loop, h, events, true);
 }
 
+/* Closing the fd removes it from the set only when it was the last fd of its
+ * open file. A listener may share its file with other fds (vx_listen_fd dups
+ * an inherited or shared socket), and then its registration would outlive the
+ * handle, reporting a freed pointer: remove listeners explicitly. */
 static void ep_forget(vx_loop *loop, vx__handle *h) {
-    VX__UNUSED(loop);
+    if (h->type == VX__H_LISTENER && h->events) {
+        epoll_state *s = loop->poller_data;
+        VX__COUNT_SYS(loop, CTL);
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, h->fd, NULL);
+    }
     h->events = 0;
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test-vx-echo.sh: the vx-echo program, once per backend.
 # Env: VX_BIN (directory with vx-echo), VX_BACKEND (backend name).
-# Checks the "listening 127.0.0.1:PORT backend=NAME" line, echo, --rot13, --unix,
+# Checks the "listening 127.0.0.1:PORT backend=NAME [model=MODEL]" line, echo, --rot13, --unix,
 # and that SIGTERM makes it exit 0 within 5 s. Exit 77 if the backend is unavailable.
 set -uo pipefail
 : "${VX_BIN:?VX_BIN must name the directory holding vx-echo}"
@@ -74,7 +74,7 @@ stop() {
     [[ $rc -eq 0 ]] || fail "$name: exit status $rc after SIGTERM (want 0)"
 }
 
-re='^listening 127\.0\.0\.1:([0-9]+) backend=([a-z0-9-]+)$'
+re='^listening 127\.0\.0\.1:([0-9]+) backend=([a-z0-9-]+)( model=[a-z0-9:-]+)?$'
 
 # --- plain echo
 start plain --port 0 --backend "$backend"
