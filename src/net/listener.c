@@ -183,6 +183,7 @@ void vx_listener_close(vx_listener *l) {
     if (l->h.hflags & VX__HF_CLOSING)
         return;
     l->h.hflags |= VX__HF_CLOSING;
+    l->h.loop->listeners_closing++;
     vx__heap_disarm(&l->h.loop->timers, &l->retry);
     if (l->unix_path)
         unlink(l->unix_path); /* now: the caller may bind the path again at once */
@@ -190,6 +191,7 @@ void vx_listener_close(vx_listener *l) {
 }
 
 void vx__listener_reap(vx_listener *l) {
+    l->h.loop->listeners_closing--;
     vx__free(l->unix_path);
     vx__heap_unreserve(&l->h.loop->timers);
     vx__free(l);

@@ -291,7 +291,9 @@ static void acceptor_done(threads *t) {
 
 static void check_drained(tloop *l) {
     threads *t = l->t;
-    bool done = l->loop->stats.conns_live == 0;
+    /* A closing listener may still deliver connections the kernel accepted
+     * ahead (io_uring): drained means those are served too. */
+    bool done = l->loop->stats.conns_live == 0 && l->loop->listeners_closing == 0;
     if (done && t->handoff)
         done = atomic_load(&t->accept_done) && ring_empty(l->ring);
     if (done || vx_loop_now(l->loop) >= l->deadline)
