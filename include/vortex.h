@@ -317,7 +317,8 @@ typedef void (*vx_work_fn)(void *arg);
 typedef void (*vx_done_fn)(void *arg, int status);
 /* Run fn(arg) on a pool thread, then done(arg, status) on the loop's thread.
  * -EAGAIN when the pool's queue is full (retry later: back-pressure), -EINVAL
- * without a pool. vx_loop_free() waits for jobs already running. */
+ * without a pool, -ECANCELED inside vx_loop_free(), which waits for jobs
+ * already running. */
 VX_API int vx_work(vx_loop *loop, vx_work_fn fn, vx_done_fn done, void *arg);
 
 /* ---------------------------------------------------------- server models */
@@ -378,8 +379,9 @@ VX_API void vx_server_stop(vx_server *s);
 VX_API void vx_server_free(vx_server *s);
 /* Loops (threads models) or workers (procs) of the server. */
 VX_API int vx_server_count(const vx_server *s);
-/* Counters of loop i (threads models; read from any thread, slightly stale).
- * -EINVAL for procs or a bad index. */
+/* Counters of loop i while vx_server_run runs (thread models; any thread,
+ * at most ~100 ms stale). -EINVAL for the other models or a bad index,
+ * -EAGAIN when the server is not running. */
 VX_API int vx_server_stats(const vx_server *s, int i, vx_stats *out);
 
 #ifdef __cplusplus
