@@ -384,6 +384,108 @@ VX_API int vx_server_count(const vx_server *s);
  * -EAGAIN when the server is not running. */
 VX_API int vx_server_stats(const vx_server *s, int i, vx_stats *out);
 
+/* ------------------------------------------------------------- HTTP server */
+
+/* An HTTP/1.1 server on top of any vx_conn, so it runs on every backend and
+ * server model: routes, limits, keep-alive, and pipelining (every response
+ * produced from one read leaves in the one write of that loop turn).
+ * Set it up with vx_http_new() and vx_http_route(), then attach connections
+ * from any number of loops and threads: it is read-only once serving; state
+ * lives in the connections (and a small record per loop for timeouts). */
+typedef struct vx_http vx_http;
+/* A connection's current request and its response. Valid from the handler
+ * call until the response ends (or the connection closes). The strings the
+ * accessors return are views valid only during the handler and body
+ * callbacks: an asynchronous handler copies what it needs first. */
+typedef struct vx_http_req vx_http_req;
+
+typedef void (*vx_http_handler)(vx_http_req *r, void *data);
+/* A piece of a VX_HTTP_STREAM_BODY route's request body (decoded from
+ * chunked if needed); the handler runs once the body is complete. */
+typedef void (*vx_http_body_cb)(vx_http_req *r, const char *p, size_t n, void *data);
+
+typedef struct vx_http_opts {
+    const char *server_name;    /* Server header; NULL: "vortex" */
+    size_t max_body;            /* buffered request bodies; 0: 1 MiB (413 past it) */
+    uint64_t header_timeout_ms; /* a request head must be complete in; 0: 10000 (408) */
+    uint64_t idle_timeout_ms;   /* keep-alive connection without traffic; 0: 60000 */
+} vx_http_opts;
+
+/* 0, -EINVAL or -ENOMEM. */
+VX_API int vx_http_new(vx_http **out, const vx_http_opts *o);
+/* Once no connection uses it any more. */
+VX_API void vx_http_free(vx_http *h);
+
+enum {
+    VX_HTTP_PREFIX = 1,      /* pattern is a path prefix ("/static/") */
+    VX_HTTP_STREAM_BODY = 2, /* body to the body callback in pieces: never held, no max_body */
+};
+/* Route methods ("GET", "GET,POST", "*" for any; GET routes also serve HEAD)
+ * on pattern: an exact path, segments "{name}" capturing one path segment
+ * ("/json/{count}"), or a prefix with VX_HTTP_PREFIX. First match wins; a
+ * path only other methods' routes match gets 405 with Allow; none, 404.
+ * Before serving only. 0, -EINVAL or -ENOMEM. */
+VX_API int vx_http_route(vx_http *h, const char *methods, const char *pattern, unsigned flags,
+                         vx_http_handler fn, vx_http_body_cb body, void *data);
+
+/* Serve HTTP on c; data is the vx_http (shaped as vx_server_opts.on_accept). */
+VX_API void vx_http_on_accept(vx_listener *l, vx_conn *c, void *data);
+/* The same with a result: 0, or -ENOMEM (c is closed). */
+VX_API int vx_http_attach(vx_http *h, vx_conn *c);
+/* Graceful stop: idle keep-alive connections close within ~250 ms, requests
+ * in flight finish with "Connection: close". Any thread, async-signal-safe. */
+VX_API void vx_http_shutdown(vx_http *h);
+
+/* Counters summed over every loop (at most ~250 ms stale). */
+typedef struct vx_http_stats {
+    uint64_t conns;       /* connections open now */
+    uint64_t requests;    /* responses started, by any status */
+    uint64_t bytes_in;    /* request heads and bodies */
+    uint64_t bytes_out;   /* response heads and bodies */
+    uint64_t status[600]; /* responses by status code */
+} vx_http_stats;
+VX_API void vx_http_get_stats(const vx_http *h, vx_http_stats *out);
+
+/* The request (views; len may be NULL). */
+VX_API const char *vx_http_req_method(const vx_http_req *r, size_t *len);
+VX_API const char *vx_http_req_path(const vx_http_req *r, size_t *len);  /* raw, no query */
+VX_API const char *vx_http_req_query(const vx_http_req *r, size_t *len); /* raw, "" if none */
+/* Decoded value of key in the query, NUL-terminated in buf: its length,
+ * -ENOENT, -ENOSPC or -EINVAL (bad escape). */
+VX_API ssize_t vx_http_req_query_get(const vx_http_req *r, const char *key, char *buf,
+                                     size_t cap);
+/* Header value (case-insensitive name) or a path parameter; NULL when absent. */
+VX_API const char *vx_http_req_header(const vx_http_req *r, const char *name, size_t *len);
+VX_API const char *vx_http_req_param(const vx_http_req *r, const char *name, size_t *len);
+/* The buffered body ("" for none or a streamed one). */
+VX_API const char *vx_http_req_body(const vx_http_req *r, size_t *len);
+VX_API int vx_http_req_minor(const vx_http_req *r); /* HTTP/1.x */
+VX_API vx_conn *vx_http_req_conn(const vx_http_req *r);
+
+/* The whole response in one call: status, extra header lines (each ending
+ * "\r\n"; NULL: none) and body. Server, Date, Content-Length and, when
+ * needed, Connection are added; HEAD gets the headers only. A handler that
+ * returns without responding answers later (same thread): reading pauses,
+ * so pipelined requests wait in order. 0, -EINVAL (already answered), -EPIPE. */
+VX_API int vx_http_respond(vx_http_req *r, int status, const char *headers, const void *body,
+                           size_t len);
+/* Streaming: begin with length >= 0 (Content-Length) or -1 (chunked), write,
+ * end. Past the high-water mark (vx_http_congested), wait for the drain
+ * callback before writing more. */
+VX_API int vx_http_begin(vx_http_req *r, int status, const char *headers, int64_t length);
+VX_API int vx_http_write(vx_http_req *r, const void *p, size_t n);
+VX_API int vx_http_end(vx_http_req *r);
+VX_API bool vx_http_congested(const vx_http_req *r);
+VX_API void vx_http_on_drain(vx_http_req *r, vx_http_handler fn, void *data);
+/* After vx_http_begin(length = len): the rest of the body is len bytes of fd
+ * from off; the response ends by itself once they are sent. fd becomes the
+ * server's (closed when done). 0 or -errno. */
+VX_API int vx_http_send_fd(vx_http_req *r, int fd, off_t off, uint64_t len);
+/* A static file: name (decoded, relative) under root, with Content-Type by
+ * extension, Last-Modified/If-Modified-Since (304), a single Range (206/416);
+ * 404 when missing, 400 for ".." segments. Always responds; 0 or -errno. */
+VX_API int vx_http_static(vx_http_req *r, const char *root, const char *name);
+
 #ifdef __cplusplus
 }
 #endif

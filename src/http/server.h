@@ -1,0 +1,108 @@
+/* Internal declarations of the HTTP server (server.c: connections, routing,
+ * timeouts; response.c: building responses; request.c: accessors; date.c: the
+ * Date cache; static.c: files). */
+#ifndef VX_HTTP_SERVER_H
+#define VX_HTTP_SERVER_H
+
+#include "core/common.h"
+#include "http/parse.h"
+#include <stdatomic.h>
+
+#define VX__HTTP_MAX_PARAMS 8
+#define VX__HTTP_SWEEP_MS 250 /* header timeouts and shutdown checks, per loop */
+
+/* A route, owned by its vx_http. */
+typedef struct vx__http_route {
+    unsigned methods; /* bit per vx_http_method; ~0u: any */
+    char *pattern;
+    size_t plen;
+    unsigned flags;
+    int nparams;
+    vx_http_handler fn;
+    vx_http_body_cb body;
+    void *data;
+} vx__http_route;
+
+/* The server: immutable once serving, except the atomics. */
+struct vx_http {
+    vx_http_opts o;
+    char server_line[96]; /* "Server: NAME\r\n" */
+    size_t server_line_len;
+    vx__http_route *routes;
+    int nroutes;
+    atomic_bool shutdown;
+    atomic_uint_fast64_t conns, requests, bytes_in, bytes_out;
+    atomic_uint_fast64_t status[600];
+};
+
+/* Per (loop, server): the connections, a sweep timer and counters not yet
+ * published. Lives while it has connections; thread-local lookup. */
+typedef struct vx__http_loop {
+    vx_loop *loop;
+    vx_http *h;
+    vx_timer *sweep;
+    vx__list conns;
+    int nconns;
+    uint64_t requests, bytes_in, bytes_out;
+    uint32_t status[600];
+    struct vx__http_loop *next;
+} vx__http_loop;
+
+enum {
+    VX__HS_IDLE,    /* between requests, no partial input */
+    VX__HS_HEAD,    /* a partial head is buffered (header timeout runs) */
+    VX__HS_BODY,    /* reading the body */
+    VX__HS_WAIT,    /* handler returned without finishing the response */
+    VX__HS_CLOSING, /* answered with Connection: close */
+};
+
+enum { VX__HB_BUFFER, VX__HB_STREAM, VX__HB_DISCARD };
+
+/* One per connection, allocated at attach and reused by every request on it;
+ * freed in the connection's close callback. */
+struct vx_http_req {
+    vx_http *h;
+    vx_conn *c;
+    vx__http_loop *hl;
+    vx__list link; /* in hl->conns */
+    int state;
+    uint64_t head_start;
+    vx_http_request pr; /* slices into the input, valid during callbacks */
+    const vx__http_route *route;
+    vx_http_slice params[VX__HTTP_MAX_PARAMS];
+    /* request body */
+    int body_mode;
+    bool chunked, continue_sent;
+    int64_t body_left;
+    vx_http_chunked ck;
+    char *buf; /* decoded chunked body (buffered mode); kept across requests */
+    size_t buf_len, buf_cap;
+    const char *body;
+    size_t body_len;
+    /* response */
+    bool keep_alive, is_head, in_handler, started, ended, resp_chunked;
+    int status;
+    int64_t resp_left;
+    vx_http_handler drain_fn;
+    void *drain_data;
+    int file_fd;
+    uint64_t file_off, file_left;
+};
+
+/* date.c: "Date: <IMF-fixdate>\r\n" for now, cached per thread. */
+const char *vx__http_date_line(vx_loop *loop, size_t *len);
+/* Format t as an IMF-fixdate into buf[30]; returns 29. */
+size_t vx__http_fmt_date(char *buf, int64_t t);
+/* Parse an IMF-fixdate; -1 when malformed. */
+int64_t vx__http_parse_date(const char *p, size_t n);
+
+/* response.c */
+const char *vx__http_reason(int status);
+/* Respond to a request the router or the limits refused; close after when `close`. */
+void vx__http_error(vx_http_req *r, int status, bool close, const char *extra);
+/* Continue a file body after a drain; ends the response when done. */
+void vx__http_pump_file(vx_http_req *r);
+/* server.c: the response of r ended (resume reading or close). */
+void vx__http_finished(vx_http_req *r);
+
+#endif
