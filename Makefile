@@ -12,7 +12,7 @@ TSAN_ENV   := TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 
 MAKEFLAGS  += --no-print-directory
 
-.PHONY: all build deps test run bench tsan install format clean
+.PHONY: all build deps test run bench tsan fuzz install format clean
 
 all: build
 
@@ -31,12 +31,18 @@ test: build
 	cmake -S . -B build-asan -DVX_SANITIZE=address -DCMAKE_BUILD_TYPE=Debug && \
 	cmake --build build-asan -j$(JOBS) || exit 1; \
 	$(ASAN_ENV) $(CTEST) --test-dir build-asan || rc=1; \
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-10} bash tests/fuzz/run.sh || rc=1; \
 	if [ $$rc -ne 0 ]; then echo "make test: FAILED (see above)"; fi; \
 	exit $$rc
 
 run: build
-	@echo "starting vx-echo on port 9000; try it with: nc 127.0.0.1 9000 (Ctrl-C stops it)"
-	@exec build/bin/vx-echo --port 9000
+	@echo "starting vx-http on port 8080 (Ctrl-C stops it); try:"
+	@echo "  http://127.0.0.1:8080/static/index.html"
+	@echo "  http://127.0.0.1:8080/plaintext   http://127.0.0.1:8080/json"
+	@echo "  http://127.0.0.1:8080/baseline11?a=1&b=2   http://127.0.0.1:8080/pipeline"
+	@echo "  http://127.0.0.1:8080/json/5?m=2   http://127.0.0.1:8080/metrics"
+	@echo "  curl -X POST --data-binary @FILE http://127.0.0.1:8080/upload"
+	@exec build/bin/vx-http --port 8080 --root data/www --dataset data/dataset.json
 
 bench: build
 	bash bench/run.sh $(BENCH_ARGS)
@@ -46,6 +52,11 @@ tsan: deps
 	cmake -S . -B build-tsan -DVX_SANITIZE=thread
 	cmake --build build-tsan -j$(JOBS)
 	$(TSAN_ENV) $(CTEST) --test-dir build-tsan -L threads --no-tests=ignore
+
+# libFuzzer (clang) on the HTTP parser for FUZZ_SECONDS (default 20); the
+# checked-in corpus is replayed in every `make test` as well.
+fuzz: deps
+	bash tests/fuzz/run.sh
 
 install: build
 	cmake --install build --prefix $(PREFIX)

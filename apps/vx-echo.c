@@ -151,8 +151,8 @@ static int stats_line(char *buf, size_t len, const vx_stats *s) {
                              vx_syscall_kind_name(k), (unsigned long long)s->syscalls[k]);
     for (int k = 0; k < VX_ERRK__COUNT && used < (int)len; k++)
         if (s->errors[k])
-            used += snprintf(buf + used, len - (size_t)used, " err_%s=%llu",
-                             vx_error_kind_name(k), (unsigned long long)s->errors[k]);
+            used += snprintf(buf + used, len - (size_t)used, " err_%s=%llu", vx_error_kind_name(k),
+                             (unsigned long long)s->errors[k]);
     return used;
 }
 
@@ -194,9 +194,9 @@ static void usage(FILE *f) {
 
 static void parse_args(int argc, char **argv) {
     static const struct option longs[] = {
-        {"host", 1, 0, 'h'},  {"port", 1, 0, 'p'},         {"unix", 1, 0, 'u'},
+        {"host", 1, 0, 'h'},    {"port", 1, 0, 'p'},         {"unix", 1, 0, 'u'},
         {"backend", 1, 0, 'b'}, {"idle-timeout", 1, 0, 'i'}, {"rot13", 0, 0, 'r'},
-        {"stats", 0, 0, 's'}, {"model", 1, 0, 'm'},        {"help", 0, 0, '?'},
+        {"stats", 0, 0, 's'},   {"model", 1, 0, 'm'},        {"help", 0, 0, '?'},
         {0, 0, 0, 0},
     };
     int ch, b;

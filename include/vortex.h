@@ -292,8 +292,8 @@ VX_API int vx_connect(vx_loop *loop, const vx_connect_opts *opts, vx_connect_cb 
 /* Listen on an already-listening socket (inherited from a master process,
  * shared by several loops). The fd is dup()ed: the caller keeps its own.
  * Of o, only backlog-independent flags are used (no_delay_off, exclusive). */
-VX_API int vx_listen_fd(vx_loop *loop, int fd, const vx_listen_opts *o, vx_accept_cb cb,
-                        void *data, vx_listener **out);
+VX_API int vx_listen_fd(vx_loop *loop, int fd, const vx_listen_opts *o, vx_accept_cb cb, void *data,
+                        vx_listener **out);
 /* A connection from a connected stream socket (made non-blocking and
  * close-on-exec here); the loop owns fd from now on, even on failure. Counted
  * as an accept of this loop. 0, or -ENOMEM (fd closed). Keep no dup of fd:
@@ -353,17 +353,17 @@ typedef void (*vx_blocking_fn)(int fd, void *data);
 typedef int (*vx_loop_init_fn)(vx_loop *loop, int index, void *data);
 
 typedef struct vx_server_opts {
-    vx_listen_opts listen;       /* address; reuseport is set by the model */
+    vx_listen_opts listen; /* address; reuseport is set by the model */
     vx_backend backend;
     vx_model model;
-    bool pin_cpus;               /* loop i on CPU i % ncpu */
-    bool least_loaded;           /* handoff: to the sub-loop with fewest live conns */
-    vx_accept_cb on_accept;      /* on the loop owning the connection; l is NULL in handoff */
-    vx_blocking_fn on_blocking;  /* the baselines' handler */
-    vx_loop_init_fn on_loop;     /* optional */
+    bool pin_cpus;              /* loop i on CPU i % ncpu */
+    bool least_loaded;          /* handoff: to the sub-loop with fewest live conns */
+    vx_accept_cb on_accept;     /* on the loop owning the connection; l is NULL in handoff */
+    vx_blocking_fn on_blocking; /* the baselines' handler */
+    vx_loop_init_fn on_loop;    /* optional */
     void *data;
-    uint64_t drain_ms;           /* graceful stop: in-flight connections get this long (0: 5000) */
-    bool quiet;                  /* procs: no log line per worker start/exit */
+    uint64_t drain_ms; /* graceful stop: in-flight connections get this long (0: 5000) */
+    bool quiet;        /* procs: no log line per worker start/exit */
 } vx_server_opts;
 
 /* Bind (the master binds for procs) and prepare; nothing runs yet. */
@@ -452,14 +452,18 @@ VX_API const char *vx_http_req_path(const vx_http_req *r, size_t *len);  /* raw,
 VX_API const char *vx_http_req_query(const vx_http_req *r, size_t *len); /* raw, "" if none */
 /* Decoded value of key in the query, NUL-terminated in buf: its length,
  * -ENOENT, -ENOSPC or -EINVAL (bad escape). */
-VX_API ssize_t vx_http_req_query_get(const vx_http_req *r, const char *key, char *buf,
-                                     size_t cap);
+VX_API ssize_t vx_http_req_query_get(const vx_http_req *r, const char *key, char *buf, size_t cap);
 /* Header value (case-insensitive name) or a path parameter; NULL when absent. */
 VX_API const char *vx_http_req_header(const vx_http_req *r, const char *name, size_t *len);
 VX_API const char *vx_http_req_param(const vx_http_req *r, const char *name, size_t *len);
 /* The buffered body ("" for none or a streamed one). */
 VX_API const char *vx_http_req_body(const vx_http_req *r, size_t *len);
+/* Body bytes received so far (decoded), buffered or streamed. */
+VX_API uint64_t vx_http_req_body_received(const vx_http_req *r);
 VX_API int vx_http_req_minor(const vx_http_req *r); /* HTTP/1.x */
+/* One user pointer per request (NULL when a request begins). */
+VX_API void *vx_http_req_data(const vx_http_req *r);
+VX_API void vx_http_req_set_data(vx_http_req *r, void *data);
 VX_API vx_conn *vx_http_req_conn(const vx_http_req *r);
 
 /* The whole response in one call: status, extra header lines (each ending

@@ -99,9 +99,9 @@ struct vx_loop {
     vx__heap timers;
     vx__list handles; /* every conn, listener, io */
     size_t handle_count;
-    bool freeing;           /* inside vx_loop_free: no new handles */
+    bool freeing;               /* inside vx_loop_free: no new handles */
     uint32_t listeners_closing; /* closed, not reaped: io_uring may still hand over accepts */
-    uint64_t poller_log_at; /* rate limit of "cannot watch fd" lines */
+    uint64_t poller_log_at;     /* rate limit of "cannot watch fd" lines */
     uint64_t poller_log_quiet;
     vx__list timer_list;
     vx__tasks deferred;

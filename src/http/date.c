@@ -55,8 +55,12 @@ int64_t vx__http_parse_date(const char *p, size_t n) {
     for (int i = 0; i < 12; i++)
         if (!memcmp(p + 8, months[i], 3))
             mon = i;
-    struct tm tm = {.tm_mday = num(p + 5, 2), .tm_mon = mon, .tm_year = num(p + 12, 4) - 1900,
-                    .tm_hour = num(p + 17, 2), .tm_min = num(p + 20, 2), .tm_sec = num(p + 23, 2)};
+    struct tm tm = {.tm_mday = num(p + 5, 2),
+                    .tm_mon = mon,
+                    .tm_year = num(p + 12, 4) - 1900,
+                    .tm_hour = num(p + 17, 2),
+                    .tm_min = num(p + 20, 2),
+                    .tm_sec = num(p + 23, 2)};
     if (mon < 0 || tm.tm_mday < 1 || tm.tm_year < 0 || tm.tm_hour < 0 || tm.tm_min < 0 ||
         tm.tm_sec < 0)
         return -1;

@@ -5,6 +5,7 @@
  * response pauses reading; the connection keeps the unconsumed input and
  * hands it back when vx__http_finished() resumes it. */
 #include "http/server.h"
+#include <stdio.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------- the server */
@@ -192,6 +193,8 @@ static void sweep(vx_timer *t, void *data) {
         if (r->state == VX__HS_HEAD && now - r->head_start >= h->o.header_timeout_ms) {
             vx__log(VX_LOG_INFO, "http: 408, request head not complete in %llu ms",
                     (unsigned long long)h->o.header_timeout_ms);
+            r->is_head = false;
+            r->pr.minor = 1;
             vx__http_error(r, 408, true, NULL);
         } else if (down && r->state == VX__HS_IDLE) {
             r->state = VX__HS_CLOSING;
@@ -341,6 +344,8 @@ static bool begin_request(vx_http_req *r) {
     r->is_head = r->pr.method == VX_HTTP_HEAD;
     r->started = r->ended = false;
     r->drain_fn = NULL;
+    r->user = NULL;
+    r->body_rcvd = 0;
     r->body = "";
     r->body_len = r->buf_len = 0;
     r->chunked = r->pr.chunked;
@@ -371,11 +376,14 @@ static bool begin_request(vx_http_req *r) {
 /* Run the handler (or the refusal) for a complete request. */
 static void complete(vx_http_req *r) {
     r->state = VX__HS_WAIT;
+    r->continue_sent = false;
     if (!r->route) {
         char allow[128];
         int status;
         route(r, &status, allow, sizeof allow);
+        r->in_handler = true;
         vx__http_error(r, status, false, status == 405 ? allow : NULL);
+        r->in_handler = false;
         return;
     }
     dispatch(r);
@@ -414,6 +422,7 @@ static ssize_t feed_body(vx_http_req *r, char *p, size_t n, bool *done) {
         r->body_left -= (int64_t)used;
         *done = r->body_left == 0;
     }
+    r->body_rcvd += out;
     if (r->body_mode == VX__HB_STREAM && out) {
         r->in_handler = true;
         r->route->body(r, d, out, r->route->data);
@@ -453,6 +462,8 @@ static size_t step(vx_http_req *r, char *data, size_t len, size_t off, size_t *k
         }
         if (hl < 0) {
             log_refused(vx_conn_loop(r->c), status, why);
+            r->is_head = false;
+            r->pr.minor = 1;
             vx__http_error(r, status ? status : 400, true, NULL);
             *keep = len;
             return SIZE_MAX;
@@ -467,11 +478,13 @@ static size_t step(vx_http_req *r, char *data, size_t len, size_t off, size_t *k
             if ((int64_t)(n - (size_t)hl) < r->body_left) {
                 r->state = VX__HS_BODY; /* not HEAD: no header timeout, idle applies */
                 r->body_mode = -1;      /* marks "re-parse when more arrives" */
+                r->hl->bytes_in -= (uint64_t)hl;
                 *keep = off;
                 return SIZE_MAX;
             }
             r->body = p + hl;
             r->body_len = (size_t)r->body_left;
+            r->body_rcvd = r->body_len;
             r->hl->bytes_in += (uint64_t)r->body_left;
             off += (size_t)hl + (size_t)r->body_left;
             r->body_left = 0;
@@ -511,7 +524,7 @@ static size_t on_data(vx_conn *c, const char *data, size_t len) {
     vx_http_req *r = vx_conn_data(c);
     size_t off = 0, keep = 0;
     if (r->state == VX__HS_BODY && r->body_mode == -1)
-        r->state = VX__HS_HEAD; /* the whole buffered request again, head first */
+        r->state = VX__HS_IDLE; /* the whole buffered request again, head first */
     for (;;) {
         if (r->state == VX__HS_WAIT) {
             if (!r->ended) { /* answered later: pipelined requests wait */

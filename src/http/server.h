@@ -79,6 +79,8 @@ struct vx_http_req {
     size_t buf_len, buf_cap;
     const char *body;
     size_t body_len;
+    uint64_t body_rcvd;
+    void *user;
     /* response */
     bool keep_alive, is_head, in_handler, started, ended, resp_chunked;
     int status;

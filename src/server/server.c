@@ -65,8 +65,8 @@ int vx__server_bind(const vx_server *s, bool reuseport) {
 int vx_server_new(vx_server **out, const vx_server_opts *o) {
     if (!o || !out || o->model.n < 1)
         return -EINVAL;
-    bool blocking = o->model.kind == VX_MODEL_THREAD_PER_CONN ||
-                    o->model.kind == VX_MODEL_FORK_PER_CONN;
+    bool blocking =
+        o->model.kind == VX_MODEL_THREAD_PER_CONN || o->model.kind == VX_MODEL_FORK_PER_CONN;
     if (blocking ? !o->on_blocking : !o->on_accept)
         return -EINVAL;
     vx_server *s = vx__calloc(1, sizeof *s);

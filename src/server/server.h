@@ -11,11 +11,11 @@
 
 struct vx_server {
     vx_server_opts o;
-    int listen_fd;  /* bound and listening (every model but reuseport), else -1 */
-    uint16_t port;  /* resolved, also for port 0 */
-    int stop_fd;    /* eventfd: vx_server_stop() writes 1 (async-signal-safe) */
+    int listen_fd; /* bound and listening (every model but reuseport), else -1 */
+    uint16_t port; /* resolved, also for port 0 */
+    int stop_fd;   /* eventfd: vx_server_stop() writes 1 (async-signal-safe) */
     atomic_bool stopping;
-    void *impl;     /* the model's state, owned by its file */
+    void *impl; /* the model's state, owned by its file */
 };
 
 /* Each model: run until stop_fd is readable, then stop gracefully within

@@ -35,13 +35,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TICK_MS 100       /* counters snapshot, least-loaded publishing */
-#define DRAIN_TICK_MS 10  /* while draining: are we done? */
-#define REFRESH_MS 200    /* vx__threads_stats waits this long for a loop */
-#define RING_SIZE 4096    /* fds waiting for a sub-loop (power of two) */
-#define ACCEPT_BATCH 64   /* accepts per readiness event (handoff) */
-#define RETRY_MS 100      /* fd exhaustion: accepting pauses this long */
-#define FULL_RETRY_MS 1   /* every ring full: retry this soon */
+#define TICK_MS 100      /* counters snapshot, least-loaded publishing */
+#define DRAIN_TICK_MS 10 /* while draining: are we done? */
+#define REFRESH_MS 200   /* vx__threads_stats waits this long for a loop */
+#define RING_SIZE 4096   /* fds waiting for a sub-loop (power of two) */
+#define ACCEPT_BATCH 64  /* accepts per readiness event (handoff) */
+#define RETRY_MS 100     /* fd exhaustion: accepting pauses this long */
+#define FULL_RETRY_MS 1  /* every ring full: retry this soon */
 
 /* fds from the acceptor (producer: tail) to one sub-loop (consumer: head).
  * Padded so the two indices do not share a cache line. */
@@ -77,9 +77,9 @@ typedef struct tloop {
 
     /* handoff sub-loop */
     fd_ring *ring;
-    atomic_bool posted;           /* a drain is posted and has not started yet */
-    uint64_t handed;              /* fds pushed (acceptor only) */
-    atomic_uint_fast64_t adopted; /* fds taken out (written by the sub-loop) */
+    atomic_bool posted;                         /* a drain is posted and has not started yet */
+    uint64_t handed;                            /* fds pushed (acceptor only) */
+    atomic_uint_fast64_t adopted;               /* fds taken out (written by the sub-loop) */
     atomic_uint_fast64_t pub_live, pub_adopted; /* conns_live and adopted, as published */
 } tloop;
 
@@ -102,7 +102,7 @@ typedef struct threads {
     bool exhausted;
     int pending_fd; /* accepted, every ring full */
     unsigned rr;
-    bool *touched; /* sub-loops given fds in this batch */
+    bool *touched;           /* sub-loops given fds in this batch */
     atomic_bool accept_done; /* the acceptor hands out nothing more */
 } threads;
 
@@ -138,9 +138,7 @@ static bool ring_pop(fd_ring *r, int *fd) {
     return true;
 }
 
-static bool ring_empty(fd_ring *r) {
-    return atomic_load(&r->head) == atomic_load(&r->tail);
-}
+static bool ring_empty(fd_ring *r) { return atomic_load(&r->head) == atomic_load(&r->tail); }
 
 static void publish_load(tloop *l) {
     atomic_store_explicit(&l->pub_adopted, atomic_load(&l->adopted), memory_order_relaxed);
@@ -365,7 +363,8 @@ static int listen_on(tloop *l) {
     vx_listen_opts o = s->o.listen;
     o.exclusive = s->o.model.kind == VX_MODEL_SHARED;
     int fd = s->listen_fd, rc;
-    if (s->o.model.kind == VX_MODEL_REUSEPORT && l->index > 0 && (fd = vx__server_bind(s, true)) < 0)
+    if (s->o.model.kind == VX_MODEL_REUSEPORT && l->index > 0 &&
+        (fd = vx__server_bind(s, true)) < 0)
         return fd;
     rc = vx_listen_fd(l->loop, fd, &o, s->o.on_accept, s->o.data, &l->listener);
     if (fd != s->listen_fd)

@@ -217,7 +217,7 @@ TEST(handoff_least_loaded_avoids_busy_loop) {
         char b = 'x';
         REQUIRE(write_all(fds[i], &b, 1, 2000) == 1);
         REQUIRE(read_exact(fds[i], &b, 1, 2000) == 1); /* adopted and served */
-        if (i == 5) {                                   /* close the odd ones: loop 1 empties */
+        if (i == 5) {                                  /* close the odd ones: loop 1 empties */
             for (int k = 1; k < 6; k += 2)
                 close(fds[k]);
             sleep_ms(300); /* > TICK_MS: the loops publish their load */
@@ -229,9 +229,8 @@ TEST(handoff_least_loaded_avoids_busy_loop) {
     harness_log("live: loop0=%llu loop1=%llu", (unsigned long long)a.conns_live,
                 (unsigned long long)b.conns_live);
     CHECK_EQ_INT(a.conns_live + b.conns_live, 9);
-    CHECK_LE_INT(a.conns_live > b.conns_live ? a.conns_live - b.conns_live
-                                             : b.conns_live - a.conns_live,
-                 1);
+    CHECK_LE_INT(
+        a.conns_live > b.conns_live ? a.conns_live - b.conns_live : b.conns_live - a.conns_live, 1);
     for (int i = 0; i < 12; i++)
         if (i >= 6 || i % 2 == 0)
             close(fds[i]);
@@ -262,7 +261,7 @@ static void graceful(const char *model) {
     REQUIRE(read_exact(fd, got, len / 2, 5000) == (ssize_t)(len / 2));
 
     vx_server_stop(m->s);
-    sleep_ms(200); /* every loop saw the stop and closed its listener */
+    sleep_ms(200);                 /* every loop saw the stop and closed its listener */
     CHECK(!atomic_load(&m->done)); /* held open by the client */
 
     int late = tcp_connect("127.0.0.1", port, 1000);
@@ -373,8 +372,8 @@ static void adopt_accept(vx_listener *l, vx_conn *c, void *data) {
 }
 
 static int adopt_setup(vx_loop *loop, void *arg) {
-    int rc = vx_listen_fd(loop, adopted_fd, &(vx_listen_opts){.exclusive = true}, adopt_accept,
-                          arg, &adopted_l);
+    int rc = vx_listen_fd(loop, adopted_fd, &(vx_listen_opts){.exclusive = true}, adopt_accept, arg,
+                          &adopted_l);
     return rc;
 }
 

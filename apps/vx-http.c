@@ -1,0 +1,585 @@
+/* vx-http: the TechEmpower and HttpArena endpoints on the vortex HTTP server,
+ * on any backend and server model.
+ *   vx-http [--host H] [--port P] [--backend NAME] [--model MODEL]
+ *           [--root DIR] [--dataset FILE] [--max-body BYTES]
+ * Endpoints: GET /plaintext, GET /json, GET|POST /baseline11?a=&b=,
+ * GET /pipeline, GET /json/{count}?m=M (gzip with Accept-Encoding: gzip),
+ * POST /upload, GET /static/NAME, GET /metrics.
+ * Prints "listening HOST:PORT backend=NAME model=MODEL"; SIGINT/SIGTERM stop
+ * it gracefully (in-flight requests finish, idle keep-alive conns close). */
+#include "vortex.h"
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+static struct {
+    const char *host, *root, *dataset;
+    int port;
+    vx_backend backend;
+    vx_model model;
+    size_t max_body;
+} opt = {.host = "127.0.0.1", .port = 8080, .model = {VX_MODEL_SINGLE, 1}};
+
+static vx_server *server;
+static vx_http *http;
+
+/* ------------------------------------------------------------ out buffer */
+
+/* One growable buffer per thread: no allocation per request once grown. */
+typedef struct obuf {
+    char *p;
+    size_t len, cap;
+} obuf;
+
+static _Thread_local obuf out, zout;
+
+static _Thread_local z_stream z;
+static _Thread_local bool z_init;
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+/* A loop thread ends: free its buffers and deflate state. */
+static void tls_free(void *arg) {
+    (void)arg;
+    if (z_init)
+        deflateEnd(&z);
+    z_init = false;
+    free(out.p);
+    free(zout.p);
+    out = zout = (obuf){0};
+}
+
+static void tls_key_make(void) { pthread_key_create(&tls_key, tls_free); }
+
+static void ob_reserve(obuf *b, size_t extra) {
+    if (b->len + extra <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 16384;
+    if (!b->cap) {
+        pthread_once(&tls_once, tls_key_make);
+        pthread_setspecific(tls_key, b);
+    }
+    while (cap < b->len + extra)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        fprintf(stderr, "vx-http: out of memory\n");
+        exit(1);
+    }
+    b->p = p;
+    b->cap = cap;
+}
+
+static void ob_put(obuf *b, const char *s, size_t n) {
+    ob_reserve(b, n);
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+/* ---------------------------------------------------- the dataset (JSON) */
+
+/* Each item kept minified without its closing brace, plus the two numbers
+ * "total" needs. */
+typedef struct item {
+    char *json;
+    size_t len;
+    double price, quantity;
+} item;
+
+static item *items;
+static int nitems;
+
+static const char *ws(const char *p, const char *e) {
+    while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+static const char *skip_value(const char *p, const char *e, int depth);
+
+static const char *skip_string(const char *p, const char *e) {
+    if (p >= e || *p != '"')
+        return NULL;
+    for (p++; p < e; p++) {
+        if (*p == '\\')
+            p++;
+        else if (*p == '"')
+            return p + 1;
+        else if ((unsigned char)*p < 0x20)
+            return NULL;
+    }
+    return NULL;
+}
+
+/* Validate one JSON value; the position after it, or NULL. */
+static const char *skip_value(const char *p, const char *e, int depth) {
+    p = ws(p, e);
+    if (p >= e || depth > 32)
+        return NULL;
+    if (*p == '"')
+        return skip_string(p, e);
+    if (*p == '{' || *p == '[') {
+        char close = *p == '{' ? '}' : ']';
+        p = ws(p + 1, e);
+        if (p < e && *p == close)
+            return p + 1;
+        for (;;) {
+            if (close == '}') {
+                if (!(p = skip_string(ws(p, e), e)))
+                    return NULL;
+                p = ws(p, e);
+                if (p >= e || *p++ != ':')
+                    return NULL;
+            }
+            if (!(p = skip_value(p, e, depth + 1)))
+                return NULL;
+            p = ws(p, e);
+            if (p < e && *p == ',') {
+                p++;
+                continue;
+            }
+            return p < e && *p == close ? p + 1 : NULL;
+        }
+    }
+    const char *s = p;
+    while (p < e && (strchr("+-.eE", *p) || (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z')))
+        p++;
+    if (p == s)
+        return NULL;
+    if ((*s >= 'a' && *s <= 'z') && !(p - s == 4 && !memcmp(s, "true", 4)) &&
+        !(p - s == 5 && !memcmp(s, "false", 5)) && !(p - s == 4 && !memcmp(s, "null", 4)))
+        return NULL;
+    return p;
+}
+
+/* Copy [s, e) without whitespace outside strings. */
+static char *minify(const char *s, const char *e, size_t *len) {
+    char *o = malloc((size_t)(e - s) + 1), *q = o;
+    bool in = false;
+    for (const char *p = s; o && p < e; p++) {
+        if (in) {
+            *q++ = *p;
+            if (*p == '\\' && p + 1 < e)
+                *q++ = *++p;
+            else if (*p == '"')
+                in = false;
+        } else if (*p == '"') {
+            in = true;
+            *q++ = *p;
+        } else if (!strchr(" \t\r\n", *p)) {
+            *q++ = *p;
+        }
+    }
+    *len = o ? (size_t)(q - o) : 0;
+    return o;
+}
+
+/* The number under key in the object [s, e) (top level only); NAN if absent. */
+static bool object_number(const char *s, const char *e, const char *key, double *v) {
+    size_t kl = strlen(key);
+    const char *p = ws(s + 1, e);
+    while (p < e && *p == '"') {
+        const char *k = p + 1, *ke = skip_string(p, e);
+        p = ws(ke, e) + 1; /* ':' */
+        const char *vs = ws(p, e);
+        p = skip_value(vs, e, 1);
+        if ((size_t)(ke - 1 - k) == kl && !memcmp(k, key, kl)) {
+            char *end;
+            *v = strtod(vs, &end);
+            return end == p;
+        }
+        p = ws(p, e);
+        if (p < e && *p == ',')
+            p = ws(p + 1, e);
+    }
+    return false;
+}
+
+static int load_dataset(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -errno;
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    const char *p = ws(buf, buf + n), *e = buf + n;
+    if (!skip_value(p, e, 0) || p >= e || *p != '[')
+        return -EINVAL;
+    p = ws(p + 1, e);
+    while (p < e && *p == '{') {
+        const char *end = skip_value(p, e, 1);
+        item it = {0};
+        if (!object_number(p, end, "price", &it.price) ||
+            !object_number(p, end, "quantity", &it.quantity))
+            return -EINVAL;
+        it.json = minify(p, end - 1, &it.len); /* without the '}' */
+        item *v = realloc(items, (size_t)(nitems + 1) * sizeof *v);
+        if (!it.json || !v)
+            return -ENOMEM;
+        items = v;
+        items[nitems++] = it;
+        p = ws(end, e);
+        if (p < e && *p == ',')
+            p = ws(p + 1, e);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------- handlers */
+
+#define PLAIN "Content-Type: text/plain\r\n"
+#define JSON "Content-Type: application/json\r\n"
+
+static void h_plaintext(vx_http_req *r, void *d) {
+    (void)d;
+    vx_http_respond(r, 200, PLAIN, "Hello, World!", 13);
+}
+
+static void h_json(vx_http_req *r, void *d) {
+    (void)d;
+    char b[64];
+    int n = snprintf(b, sizeof b, "{\"message\":\"%s\"}", "Hello, World!");
+    vx_http_respond(r, 200, JSON, b, (size_t)n);
+}
+
+static void h_pipeline(vx_http_req *r, void *d) {
+    (void)d;
+    vx_http_respond(r, 200, PLAIN, "ok", 2);
+}
+
+static void bad(vx_http_req *r, const char *why) {
+    vx_http_respond(r, 400, PLAIN, why, strlen(why));
+}
+
+static bool parse_i64(const char *s, size_t n, long long *v) {
+    char t[32], *end;
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == '\t'))
+        n--;
+    while (n && (*s == ' ' || *s == '\t')) {
+        s++;
+        n--;
+    }
+    if (!n || n >= sizeof t)
+        return false;
+    memcpy(t, s, n);
+    t[n] = 0;
+    errno = 0;
+    *v = strtoll(t, &end, 10);
+    return !*end && !errno;
+}
+
+static bool query_i64(vx_http_req *r, const char *key, long long *v, long long dflt) {
+    char b[32];
+    ssize_t n = vx_http_req_query_get(r, key, b, sizeof b);
+    if (n == -ENOENT) {
+        *v = dflt;
+        return true;
+    }
+    return n >= 0 && parse_i64(b, (size_t)n, v);
+}
+
+static void h_baseline(vx_http_req *r, void *d) {
+    (void)d;
+    long long a, b, c = 0;
+    if (!query_i64(r, "a", &a, 0) || !query_i64(r, "b", &b, 0))
+        return bad(r, "bad a or b\n");
+    size_t bl;
+    const char *body = vx_http_req_body(r, &bl);
+    if (vx_http_req_method(r, NULL)[0] == 'P' && !parse_i64(body, bl, &c))
+        return bad(r, "bad body\n");
+    char o[32];
+    int n = snprintf(o, sizeof o, "%lld", a + b + c);
+    vx_http_respond(r, 200, PLAIN, o, (size_t)n);
+}
+
+static bool accepts_gzip(vx_http_req *r) {
+    size_t n;
+    const char *v = vx_http_req_header(r, "Accept-Encoding", &n);
+    for (size_t i = 0; v && i + 4 <= n; i++)
+        if (!strncasecmp(v + i, "gzip", 4)) {
+            const char *q = v + i + 4;
+            size_t left = n - i - 4;
+            return !(left >= 4 && !memcmp(q, ";q=0", 4) && (left == 4 || q[4] != '.')) ||
+                   (left >= 5 && q[4] == '.' && q[5] != '0');
+        }
+    return false;
+}
+
+static int gzip_out(const char *p, size_t n) {
+    if (!z_init) {
+        if (deflateInit2(&z, 1, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+            return -1;
+        z_init = true;
+        pthread_once(&tls_once, tls_key_make);
+        pthread_setspecific(tls_key, &z);
+    } else {
+        deflateReset(&z);
+    }
+    zout.len = 0;
+    ob_reserve(&zout, deflateBound(&z, n));
+    z.next_in = (Bytef *)p;
+    z.avail_in = (uInt)n;
+    z.next_out = (Bytef *)zout.p;
+    z.avail_out = (uInt)zout.cap;
+    if (deflate(&z, Z_FINISH) != Z_STREAM_END)
+        return -1;
+    zout.len = zout.cap - z.avail_out;
+    return 0;
+}
+
+static void h_json_count(vx_http_req *r, void *d) {
+    (void)d;
+    size_t cl;
+    const char *cs = vx_http_req_param(r, "count", &cl);
+    long long count, m;
+    if (!parse_i64(cs, cl, &count) || count < 0 || !query_i64(r, "m", &m, 1))
+        return bad(r, "bad count or m\n");
+    if (count > nitems)
+        count = nitems;
+    out.len = 0;
+    ob_put(&out, "{\"items\":[", 10);
+    for (int i = 0; i < count; i++) {
+        if (i)
+            ob_put(&out, ",", 1);
+        ob_put(&out, items[i].json, items[i].len);
+        char t[64];
+        int n = snprintf(t, sizeof t, ",\"total\":%.2f}",
+                         items[i].price * items[i].quantity * (double)m);
+        ob_put(&out, t, (size_t)n);
+    }
+    char t[32];
+    int n = snprintf(t, sizeof t, "],\"count\":%lld}", count);
+    ob_put(&out, t, (size_t)n);
+    if (accepts_gzip(r) && gzip_out(out.p, out.len) == 0)
+        vx_http_respond(r, 200, JSON "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n", zout.p,
+                        zout.len);
+    else
+        vx_http_respond(r, 200, JSON "Vary: Accept-Encoding\r\n", out.p, out.len);
+}
+
+static void b_upload(vx_http_req *r, const char *p, size_t n, void *d) {
+    (void)r, (void)p, (void)n, (void)d; /* counted by the server; nothing kept */
+}
+
+static void h_upload(vx_http_req *r, void *d) {
+    (void)d;
+    char o[32];
+    int n = snprintf(o, sizeof o, "%llu", (unsigned long long)vx_http_req_body_received(r));
+    vx_http_respond(r, 200, PLAIN, o, (size_t)n);
+}
+
+static void h_static(vx_http_req *r, void *d) {
+    (void)d;
+    if (!opt.root)
+        return (void)vx_http_respond(r, 404, PLAIN, "no --root\n", 10);
+    size_t n;
+    const char *p = vx_http_req_path(r, &n);
+    char name[1024];
+    n -= 8; /* "/static/" */
+    if (n >= sizeof name)
+        return (void)vx_http_respond(r, 404, PLAIN, "404 Not Found\n", 14);
+    memcpy(name, p + 8, n);
+    name[n] = 0;
+    size_t o = 0; /* percent-decode ('+' stays: it is a path) */
+    for (size_t i = 0; i < n; i++) {
+        if (name[i] == '%' && i + 2 < n) {
+            char hx[3] = {name[i + 1], name[i + 2], 0}, *e;
+            long v = strtol(hx, &e, 16);
+            if (*e || v <= 0)
+                return bad(r, "bad escape\n");
+            name[o++] = (char)v;
+            i += 2;
+        } else {
+            name[o++] = name[i];
+        }
+    }
+    name[o] = 0;
+    vx_http_static(r, opt.root, name);
+}
+
+static void h_metrics(vx_http_req *r, void *d) {
+    (void)d;
+    out.len = 0;
+    char line[256];
+    int n;
+#define EMIT(...) (n = snprintf(line, sizeof line, __VA_ARGS__), ob_put(&out, line, (size_t)n))
+    int loops = vx_server_count(server);
+    EMIT("# TYPE vx_loop_wakeups_total counter\n");
+    for (int i = 0; i < loops; i++) {
+        vx_stats s;
+        if (vx_server_stats(server, i, &s) < 0) {
+            if (i)
+                continue;
+            vx_loop_stats(vx_conn_loop(vx_http_req_conn(r)), &s);
+        }
+        EMIT("vx_loop_wakeups_total{loop=\"%d\"} %llu\n", i, (unsigned long long)s.wakeups);
+        EMIT("vx_loop_events_total{loop=\"%d\"} %llu\n", i, (unsigned long long)s.events);
+        EMIT("vx_loop_accepts_total{loop=\"%d\"} %llu\n", i, (unsigned long long)s.accepts);
+        EMIT("vx_loop_conns{loop=\"%d\"} %llu\n", i, (unsigned long long)s.conns_live);
+        EMIT("vx_loop_bytes_in_total{loop=\"%d\"} %llu\n", i, (unsigned long long)s.bytes_in);
+        EMIT("vx_loop_bytes_out_total{loop=\"%d\"} %llu\n", i, (unsigned long long)s.bytes_out);
+        for (int k = 0; k < VX_SYS__COUNT; k++)
+            EMIT("vx_loop_syscalls_total{loop=\"%d\",kind=\"%s\"} %llu\n", i,
+                 vx_syscall_kind_name(k), (unsigned long long)s.syscalls[k]);
+    }
+    static _Thread_local vx_http_stats hs;
+    vx_http_get_stats(http, &hs);
+    EMIT("# TYPE vx_http_connections gauge\nvx_http_connections %llu\n",
+         (unsigned long long)hs.conns);
+    EMIT("# TYPE vx_http_requests_total counter\n");
+    for (int s = 100; s < 600; s++)
+        if (hs.status[s])
+            EMIT("vx_http_requests_total{code=\"%d\"} %llu\n", s, (unsigned long long)hs.status[s]);
+    EMIT("# TYPE vx_http_bytes_in_total counter\nvx_http_bytes_in_total %llu\n",
+         (unsigned long long)hs.bytes_in);
+    EMIT("# TYPE vx_http_bytes_out_total counter\nvx_http_bytes_out_total %llu\n",
+         (unsigned long long)hs.bytes_out);
+#undef EMIT
+    vx_http_respond(r, 200, "Content-Type: text/plain; version=0.0.4\r\n", out.p, out.len);
+}
+
+/* ----------------------------------------------------------------- main */
+
+static void on_signal(int signum) {
+    (void)signum;
+    vx_http_shutdown(http); /* both async-signal-safe */
+    vx_server_stop(server);
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: vx-http [--host H] [--port P] [--backend "
+               "auto|select|poll|epoll|epoll-et|uring]\n"
+               "               [--model single|reuseport:N|handoff:N|shared:N|procs:N]\n"
+               "               [--root DIR] [--dataset FILE] [--max-body BYTES]\n");
+}
+
+static void parse_args(int argc, char **argv) {
+    static const struct option longs[] = {
+        {"host", 1, 0, 'h'},     {"port", 1, 0, 'p'}, {"backend", 1, 0, 'b'},
+        {"model", 1, 0, 'm'},    {"root", 1, 0, 'r'}, {"dataset", 1, 0, 'd'},
+        {"max-body", 1, 0, 'x'}, {"help", 0, 0, '?'}, {0, 0, 0, 0},
+    };
+    int ch, b;
+    while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        switch (ch) {
+        case 'h':
+            opt.host = optarg;
+            break;
+        case 'p':
+            opt.port = atoi(optarg);
+            break;
+        case 'r':
+            opt.root = optarg;
+            break;
+        case 'd':
+            opt.dataset = optarg;
+            break;
+        case 'x':
+            opt.max_body = strtoull(optarg, NULL, 10);
+            break;
+        case 'm':
+            if (vx_model_parse(optarg, &opt.model) < 0 ||
+                opt.model.kind == VX_MODEL_THREAD_PER_CONN ||
+                opt.model.kind == VX_MODEL_FORK_PER_CONN) {
+                fprintf(stderr, "vx-http: unsupported model '%s'\n", optarg);
+                exit(2);
+            }
+            break;
+        case 'b':
+            if ((b = vx_backend_parse(optarg)) < 0) {
+                fprintf(stderr, "vx-http: unknown backend '%s'\n", optarg);
+                exit(2);
+            }
+            opt.backend = (vx_backend)b;
+            break;
+        default:
+            usage(stderr);
+            exit(2);
+        }
+    }
+    if (opt.port < 0 || opt.port > 65535) {
+        fprintf(stderr, "vx-http: bad port %d\n", opt.port);
+        exit(2);
+    }
+}
+
+static int resolve_backend(void) {
+    vx_loop *probe;
+    int rc = vx_loop_new(&probe, &(vx_loop_opts){.backend = opt.backend});
+    if (rc < 0) {
+        fprintf(stderr, "vx-http: backend %s unavailable: %s\n", vx_backend_name(opt.backend),
+                vx_strerror(rc));
+        return rc;
+    }
+    opt.backend = (vx_backend)vx_backend_parse(vx_loop_backend(probe));
+    vx_loop_free(probe);
+    return 0;
+}
+
+static int routes(void) {
+    int rc = 0;
+    rc |= vx_http_route(http, "GET", "/plaintext", 0, h_plaintext, NULL, NULL);
+    rc |= vx_http_route(http, "GET", "/json", 0, h_json, NULL, NULL);
+    rc |= vx_http_route(http, "GET", "/pipeline", 0, h_pipeline, NULL, NULL);
+    rc |= vx_http_route(http, "GET,POST", "/baseline11", 0, h_baseline, NULL, NULL);
+    rc |= vx_http_route(http, "GET", "/json/{count}", 0, h_json_count, NULL, NULL);
+    rc |= vx_http_route(http, "POST", "/upload", VX_HTTP_STREAM_BODY, h_upload, b_upload, NULL);
+    rc |= vx_http_route(http, "GET", "/static/", VX_HTTP_PREFIX, h_static, NULL, NULL);
+    rc |= vx_http_route(http, "GET", "/metrics", 0, h_metrics, NULL, NULL);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    parse_args(argc, argv);
+    if (resolve_backend() < 0)
+        return 1;
+    if (opt.dataset) {
+        int rc = load_dataset(opt.dataset);
+        if (rc < 0) {
+            fprintf(stderr, "vx-http: dataset %s: %s\n", opt.dataset, vx_strerror(rc));
+            return 1;
+        }
+    }
+    vx_http_opts ho = {.server_name = "vortex", .max_body = opt.max_body};
+    if (vx_http_new(&http, &ho) < 0 || routes() != 0) {
+        fprintf(stderr, "vx-http: cannot set up the routes\n");
+        return 1;
+    }
+    vx_server_opts so = {
+        .listen = {.host = opt.host, .port = (uint16_t)opt.port},
+        .backend = opt.backend,
+        .model = opt.model,
+        .on_accept = vx_http_on_accept,
+        .data = http,
+    };
+    int rc = vx_server_new(&server, &so);
+    if (rc < 0) {
+        fprintf(stderr, "vx-http: listen: %s\n", vx_strerror(rc));
+        return 1;
+    }
+    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    char model[64];
+    vx_model_format(&opt.model, model, sizeof model);
+    printf("listening %s:%u backend=%s model=%s\n", opt.host, vx_server_port(server),
+           vx_backend_name(opt.backend), model);
+    fflush(stdout);
+    rc = vx_server_run(server);
+    if (rc < 0)
+        fprintf(stderr, "vx-http: %s\n", vx_strerror(rc));
+    vx_server_free(server);
+    vx_http_free(http);
+    for (int i = 0; i < nitems; i++)
+        free(items[i].json);
+    free(items);
+    return rc < 0 ? 1 : 0;
+}

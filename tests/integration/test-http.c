@@ -1,0 +1,341 @@
+/* The HTTP server over raw sockets, once per backend (VX_BACKEND): pipelined
+ * batches, requests split byte by byte, limits (400/414/431/413/408),
+ * keep-alive rules, 100-continue, HEAD, 404/405, asynchronous responses. */
+#include "harness.h"
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+typedef struct hsrv {
+    server srv;
+    vx_http *http;
+    vx_listener *l;
+    uint16_t port;
+} hsrv;
+
+static void h_plain(vx_http_req *r, void *d) {
+    (void)d;
+    vx_http_respond(r, 200, "Content-Type: text/plain\r\n", "Hello, World!", 13);
+}
+
+static void h_echo(vx_http_req *r, void *d) {
+    (void)d;
+    size_t n;
+    const char *b = vx_http_req_body(r, &n);
+    vx_http_respond(r, 200, NULL, b, n);
+}
+
+static void h_param(vx_http_req *r, void *d) {
+    (void)d;
+    size_t n;
+    const char *p = vx_http_req_param(r, "id", &n);
+    char q[64];
+    ssize_t qn = vx_http_req_query_get(r, "q", q, sizeof q);
+    char out[160];
+    int k = snprintf(out, sizeof out, "%.*s|%s", (int)n, p, qn >= 0 ? q : "-");
+    vx_http_respond(r, 200, NULL, out, (size_t)k);
+}
+
+static void later(vx_timer *t, void *data) {
+    vx_http_respond(data, 200, NULL, "late", 4);
+    vx_timer_free(t);
+}
+
+/* Answers 50 ms later: pipelined requests behind it must wait in order. */
+static void h_async(vx_http_req *r, void *d) {
+    (void)d;
+    vx_timer *t;
+    if (vx_timer_new(vx_conn_loop(vx_http_req_conn(r)), later, r, &t) == 0)
+        vx_timer_start(t, 50, 0);
+}
+
+static void h_chunked(vx_http_req *r, void *d) {
+    (void)d;
+    vx_http_begin(r, 200, NULL, -1);
+    vx_http_write(r, "abc", 3);
+    vx_http_write(r, "defgh", 5);
+    vx_http_end(r);
+}
+
+static int setup(vx_loop *loop, void *arg) {
+    hsrv *s = arg;
+    int rc =
+        vx_listen(loop, &(vx_listen_opts){.host = "127.0.0.1"}, vx_http_on_accept, s->http, &s->l);
+    if (rc == 0)
+        s->port = vx_listener_port(s->l);
+    return rc;
+}
+
+static void start(hsrv *s) {
+    memset(s, 0, sizeof *s);
+    vx_http_opts o = {.max_body = 1000, .header_timeout_ms = 400};
+    REQUIRE_OK(vx_http_new(&s->http, &o));
+    REQUIRE_OK(vx_http_route(s->http, "GET", "/plaintext", 0, h_plain, NULL, NULL));
+    REQUIRE_OK(vx_http_route(s->http, "POST,PUT", "/echo", 0, h_echo, NULL, NULL));
+    REQUIRE_OK(vx_http_route(s->http, "GET", "/item/{id}", 0, h_param, NULL, NULL));
+    REQUIRE_OK(vx_http_route(s->http, "GET", "/async", 0, h_async, NULL, NULL));
+    REQUIRE_OK(vx_http_route(s->http, "GET", "/chunked", 0, h_chunked, NULL, NULL));
+    int rc = server_start(&s->srv, setup, s);
+    if (rc < 0)
+        SKIP("server: %s", vx_err_name(rc));
+}
+
+static void stop(hsrv *s) {
+    server_stop(&s->srv);
+    vx_http_free(s->http);
+}
+
+/* A response read from fd: status, head (with "\r\n\r\n"), body. */
+typedef struct resp {
+    int status;
+    char head[2048];
+    char body[4096];
+    size_t body_len;
+} resp;
+
+static int read_resp(int fd, resp *r) {
+    size_t n = 0;
+    memset(r, 0, sizeof *r);
+    while (n < sizeof r->head - 1) {
+        if (read_exact(fd, r->head + n, 1, 3000) != 1)
+            return -1;
+        n++;
+        if (n >= 4 && !memcmp(r->head + n - 4, "\r\n\r\n", 4))
+            break;
+    }
+    if (sscanf(r->head, "HTTP/1.1 %d", &r->status) != 1)
+        return -1;
+    if (r->status == 100)
+        return 0;
+    const char *cl = strcasestr(r->head, "\r\nContent-Length: ");
+    if (strstr(r->head, "Transfer-Encoding: chunked")) {
+        for (;;) { /* tiny chunked reader */
+            char line[32];
+            size_t k = 0;
+            while (k < sizeof line - 1 && read_exact(fd, line + k, 1, 3000) == 1 && line[k] != '\n')
+                k++;
+            size_t sz = strtoul(line, NULL, 16);
+            if (sz == 0) {
+                read_exact(fd, line, 2, 3000);
+                return 0;
+            }
+            if (read_exact(fd, r->body + r->body_len, sz + 2, 3000) != (ssize_t)(sz + 2))
+                return -1;
+            r->body_len += sz;
+        }
+    }
+    size_t len = cl ? strtoul(cl + 18, NULL, 10) : 0;
+    if (strstr(r->head, "HEAD-REQUEST")) /* never */
+        len = 0;
+    if (len > sizeof r->body)
+        return -1;
+    r->body_len = len;
+    return len && read_exact(fd, r->body, len, 3000) != (ssize_t)len ? -1 : 0;
+}
+
+static int conn(hsrv *s) {
+    int fd = tcp_connect("127.0.0.1", s->port, 2000);
+    REQUIRE(fd >= 0);
+    return fd;
+}
+
+#define REQ(path) "GET " path " HTTP/1.1\r\nHost: t\r\n\r\n"
+
+TEST(pipelined_batch_in_order) {
+    hsrv s;
+    start(&s);
+    int fd = conn(&s);
+    const char *batch = REQ(
+        "/plaintext") "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n"
+                      "hello" REQ(
+                          "/item/42?q=a%20b") "PUT /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: "
+                                              "chunked\r\n\r\n3\r\nabc\r\n2;x="
+                                              "y\r\nde\r\n0\r\n\r\n" REQ("/chunked") REQ("/nope")
+                                                  REQ("/plaintext");
+    const char *want[] = {"Hello, World!", "hello",           "42|a b",       "abcde",
+                          "abcdefgh",      "404 Not Found\n", "Hello, World!"};
+    int want_status[] = {200, 200, 200, 200, 200, 404, 200};
+    REQUIRE(write_all(fd, batch, strlen(batch), 2000) == (ssize_t)strlen(batch));
+    for (int i = 0; i < 7; i++) {
+        resp r;
+        REQUIRE_OK(read_resp(fd, &r));
+        CHECK_EQ_INT(r.status, want_status[i]);
+        CHECK(r.body_len == strlen(want[i]) && !memcmp(r.body, want[i], r.body_len));
+        CHECK(strstr(r.head, "\r\nServer: vortex\r\n") && strstr(r.head, "\r\nDate: "));
+    }
+    close(fd);
+    stop(&s);
+}
+
+TEST(byte_by_byte) {
+    hsrv s;
+    start(&s);
+    int fd = conn(&s);
+    const char *req = "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "4\r\nwxyz\r\n0\r\n\r\n" REQ("/item/7");
+    for (size_t i = 0; req[i]; i++) {
+        REQUIRE(write_all(fd, req + i, 1, 2000) == 1);
+        if (i % 7 == 0)
+            sleep_ms(1);
+    }
+    resp r;
+    REQUIRE_OK(read_resp(fd, &r));
+    CHECK(r.body_len == 4 && !memcmp(r.body, "wxyz", 4));
+    REQUIRE_OK(read_resp(fd, &r));
+    CHECK(r.body_len == 3 && !memcmp(r.body, "7|-", 3));
+    close(fd);
+    stop(&s);
+}
+
+/* Send req, expect status with Connection: close and then EOF. */
+static void refused(hsrv *s, const char *req, size_t len, int status) {
+    int fd = conn(s);
+    write_all(fd, req, len, 2000);
+    resp r;
+    REQUIRE_OK(read_resp(fd, &r));
+    CHECK_EQ_INT(r.status, status);
+    CHECK(strstr(r.head, "Connection: close") != NULL);
+    CHECK_EQ_INT(wait_eof(fd, 3000), 0);
+    close(fd);
+}
+
+TEST(limits) {
+    hsrv s;
+    start(&s);
+    refused(&s, "GARBAGE\r\n\r\n", 11, 400);
+    char *big = malloc(40000);
+    REQUIRE(big);
+    int n = snprintf(big, 40000, "GET /");
+    memset(big + n, 'a', 9000);
+    n += 9000;
+    n += snprintf(big + n, 40000 - (size_t)n, " HTTP/1.1\r\nHost: t\r\n\r\n");
+    refused(&s, big, (size_t)n, 414);
+    n = snprintf(big, 40000, "GET / HTTP/1.1\r\nHost: t\r\n");
+    for (int i = 0; i < 400; i++)
+        n += snprintf(big + n, 40000 - (size_t)n, "X-Pad-%d: %060d\r\n", i, i);
+    n += snprintf(big + n, 40000 - (size_t)n, "\r\n");
+    refused(&s, big, (size_t)n, 431);
+    const char *r413 = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n";
+    refused(&s, r413, strlen(r413), 413);
+    free(big);
+    stop(&s);
+}
+
+TEST(keep_alive_rules) {
+    hsrv s;
+    start(&s);
+    resp r;
+    int fd = conn(&s); /* HTTP/1.0: closes unless keep-alive asked */
+    const char *r10 = "GET /plaintext HTTP/1.0\r\n\r\n";
+    write_all(fd, r10, strlen(r10), 2000);
+    REQUIRE_OK(read_resp(fd, &r));
+    CHECK(strstr(r.head, "Connection: close"));
+    CHECK_EQ_INT(wait_eof(fd, 2000), 0);
+    close(fd);
+    fd = conn(&s);
+    const char *r10k = "GET /plaintext HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+    for (int i = 0; i < 2; i++) {
+        write_all(fd, r10k, strlen(r10k), 2000);
+        REQUIRE_OK(read_resp(fd, &r));
+        CHECK(strstr(r.head, "Connection: keep-alive"));
+    }
+    close(fd);
+    fd = conn(&s);
+    const char *rc = "GET /plaintext HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    write_all(fd, rc, strlen(rc), 2000);
+    REQUIRE_OK(read_resp(fd, &r));
+    CHECK_EQ_INT(r.status, 200);
+    CHECK(strstr(r.head, "Connection: close"));
+    CHECK_EQ_INT(wait_eof(fd, 2000), 0);
+    close(fd);
+    stop(&s);
+}
+
+TEST(expect_continue) {
+    hsrv s;
+    start(&s);
+    int fd = conn(&s);
+    const char *h =
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n";
+    write_all(fd, h, strlen(h), 2000);
+    resp r;
+    REQUIRE_OK(read_resp(fd, &r));
+    CHECK_EQ_INT(r.status, 100);
+    write_all(fd, "xyz", 3, 2000);
+    REQUIRE_OK(read_resp(fd, &r));
+    CHECK_EQ_INT(r.status, 200);
+    CHECK(r.body_len == 3 && !memcmp(r.body, "xyz", 3));
+    close(fd);
+    const char *big = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 99999\r\n"
+                      "Expect: 100-continue\r\n\r\n";
+    refused(&s, big, strlen(big), 413); /* no 100 first */
+    stop(&s);
+}
+
+TEST(slowloris_408) {
+    hsrv s;
+    start(&s);
+    int fd = conn(&s);
+    const char *part = "GET /plaintext HTTP/1.1\r\nHost: t\r\n";
+    uint64_t t0 = now_ms();
+    for (size_t i = 0; part[i] && now_ms() - t0 < 2000; i++) {
+        write_all(fd, part + i, 1, 1000);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 100) > 0)
+            break;
+    }
+    resp r;
+    REQUIRE_OK(read_resp(fd, &r));
+    CHECK_EQ_INT(r.status, 408);
+    CHECK_EQ_INT(wait_eof(fd, 2000), 0);
+    CHECK(now_ms() - t0 < 1500);
+    close(fd);
+    stop(&s);
+}
+
+TEST(head_404_405) {
+    hsrv s;
+    start(&s);
+    int fd = conn(&s);
+    const char *b = "HEAD /plaintext HTTP/1.1\r\nHost: t\r\n\r\n" REQ(
+        "/missing") "DELETE /echo HTTP/1.1\r\nHost: t\r\n\r\n" REQ("/plaintext");
+    write_all(fd, b, strlen(b), 2000);
+    resp r;
+    /* HEAD: Content-Length 13 but no body: read the head only. */
+    char head[512];
+    size_t n = 0;
+    while (n < sizeof head - 1 && read_exact(fd, head + n, 1, 2000) == 1) {
+        n++;
+        if (n >= 4 && !memcmp(head + n - 4, "\r\n\r\n", 4))
+            break;
+    }
+    head[n] = 0;
+    CHECK(strstr(head, "HTTP/1.1 200") && strstr(head, "Content-Length: 13\r\n"));
+    REQUIRE_OK(read_resp(fd, &r));
+    CHECK_EQ_INT(r.status, 404);
+    REQUIRE_OK(read_resp(fd, &r));
+    CHECK_EQ_INT(r.status, 405);
+    CHECK(strstr(r.head, "Allow: POST, PUT\r\n"));
+    REQUIRE_OK(read_resp(fd, &r));
+    CHECK(r.status == 200 && r.body_len == 13);
+    close(fd);
+    stop(&s);
+}
+
+TEST(async_keeps_order) {
+    hsrv s;
+    start(&s);
+    int fd = conn(&s);
+    const char *b = REQ("/async") REQ("/plaintext") REQ("/async") REQ("/item/1");
+    write_all(fd, b, strlen(b), 2000);
+    const char *want[] = {"late", "Hello, World!", "late", "1|-"};
+    for (int i = 0; i < 4; i++) {
+        resp r;
+        REQUIRE_OK(read_resp(fd, &r));
+        CHECK(r.body_len == strlen(want[i]) && !memcmp(r.body, want[i], r.body_len));
+    }
+    close(fd);
+    stop(&s);
+}

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# test-vx-http.sh: vx-http under real clients, once per backend.
+# Env: VX_BIN (directory with vx-http), VX_BACKEND, MODEL (default single).
+# curl on every endpoint (status, headers, body; gzip; Range; If-Modified-Since;
+# a 20 MiB upload), python3 http.client keep-alive, ab -k and wrk on /plaintext
+# with no errors, then SIGTERM exits 0. Exit 77 if the backend is unavailable.
+set -uo pipefail
+: "${VX_BIN:?VX_BIN must name the directory holding vx-http}"
+backend=${VX_BACKEND:-epoll}
+model=${MODEL:-single}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+top=$(cd "$here/../.." && pwd)
+tmp=$(mktemp -d)
+pid=
+cleanup() { [[ -n $pid ]] && kill -9 "$pid" 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; cat "$tmp/err" 2>/dev/null | tail -20; exit 1; }
+
+mkdir -p "$tmp/www"
+cp "$top"/data/www/* "$tmp/www/"
+"$VX_BIN/vx-http" --port 0 --backend "$backend" --model "$model" --root "$tmp/www" \
+    --dataset "$top/data/dataset.json" --max-body 4096 >"$tmp/out" 2>"$tmp/err" &
+pid=$!
+for _ in $(seq 100); do grep -q '^listening' "$tmp/out" && break; sleep 0.05; done
+if ! grep -q '^listening' "$tmp/out"; then
+    grep -qi unavailable "$tmp/err" && { echo "SKIP: backend $backend unavailable"; exit 77; }
+    fail "no listening line"
+fi
+port=$(sed -n 's/^listening [^:]*:\([0-9]*\) .*/\1/p' "$tmp/out")
+grep -q "backend=$backend model=" "$tmp/out" || fail "listening line: $(cat "$tmp/out")"
+U=http://127.0.0.1:$port
+
+# get URL EXPECTED_STATUS EXPECTED_BODY [curl args...]
+get() {
+    local url=$1 st=$2 body=$3; shift 3
+    local got
+    got=$(curl -sS -m 10 -D "$tmp/h" -o "$tmp/b" -w '%{http_code}' "$@" "$U$url") || fail "curl $url"
+    [[ $got == "$st" ]] || fail "$url: status $got, want $st"
+    [[ -z $body || $(cat "$tmp/b") == "$body" ]] || fail "$url: body '$(head -c 200 "$tmp/b")'"
+    grep -qi '^Server: ' "$tmp/h" && grep -qi '^Date: ' "$tmp/h" || fail "$url: no Server/Date"
+}
+hdr() { grep -qi "$1" "$tmp/h" || fail "header '$1' missing: $(cat "$tmp/h")"; }
+
+get /plaintext 200 'Hello, World!'; hdr '^Content-Type: text/plain'; hdr '^Content-Length: 13'
+get /json 200 '{"message":"Hello, World!"}'; hdr '^Content-Type: application/json'
+get '/baseline11?a=2&b=3' 200 5
+get '/baseline11?a=2&b=3' 200 15 -X POST --data 10
+get '/baseline11?a=2&b=3' 200 15 -X POST -H 'Transfer-Encoding: chunked' --data 10
+get /pipeline 200 ok
+get '/json/3?m=2' 200 ''
+python3 -c "
+import json,sys
+d=json.load(open('$tmp/b')); ds=json.load(open('$top/data/dataset.json'))
+assert d['count']==3 and len(d['items'])==3, d
+for a,b in zip(d['items'],ds):
+    assert a['id']==b['id'] and abs(a['total']-b['price']*b['quantity']*2)<0.01, a
+" || fail "/json/3 content"
+! grep -qi '^Content-Encoding' "$tmp/h" || fail "compressed without Accept-Encoding"
+get '/json/50?m=1' 200 '' --compressed; hdr '^Content-Encoding: gzip'; hdr '^Vary: Accept-Encoding'
+python3 -c "import json; assert json.load(open('$tmp/b'))['count']==50" || fail "gzip json"
+curl -sS -H 'Accept-Encoding: gzip' -o "$tmp/gz" "$U/json/10"
+[[ $(head -c 2 "$tmp/gz" | od -An -tx1 | tr -d ' ') == 1f8b ]] || fail "no gzip magic"
+head -c 20971520 /dev/urandom >"$tmp/up"
+get /upload 200 20971520 -X POST --data-binary @"$tmp/up"
+get /upload 200 20971520 -X POST -H 'Transfer-Encoding: chunked' --data-binary @"$tmp/up"
+rm -f "$tmp/up"
+get /static/style.css 200 "$(cat "$tmp/www/style.css")"; hdr '^Content-Type: text/css'
+get /static/logo.svg 200 ''; hdr '^Content-Type: image/svg+xml'
+get /static/app.js 200 ''; hdr '^Content-Type: text/javascript'
+get /static/index.html 200 ''; hdr '^Content-Type: text/html'
+get /static/missing.txt 404 ''
+get /static/%2e%2e/out 400 ''
+get /static/app.js 206 '// Sh' -r 0-4; hdr '^Content-Range: bytes 0-4/'
+get /static/app.js 206 '' -r -10; hdr '^Content-Length: 10'
+get /static/app.js 416 '' -r 99999-
+lm=$(curl -sSI "$U/static/app.js" | sed -n 's/^Last-Modified: \(.*\)\r$/\1/Ip')
+get /static/app.js 304 '' -H "If-Modified-Since: $lm"
+sleep 1.1; echo "// changed" >>"$tmp/www/app.js"
+get /static/app.js 200 '' -H "If-Modified-Since: $lm"
+grep -q changed "$tmp/b" || fail "change on disk not visible"
+get /nope 404 ''
+get /plaintext 405 '' -X POST; hdr '^Allow: GET, HEAD'
+curl -sS -I "$U/plaintext" >"$tmp/h"; hdr '^Content-Length: 13'
+get /upload 200 '' -X POST --data-binary @/dev/null
+get '/baseline11?a=1&b=1' 413 '' -X POST --data-binary @"$top/data/dataset.json"
+get /metrics 200 ''; grep -q '^vx_http_requests_total{code="200"}' "$tmp/b" || fail "metrics"
+
+python3 - "$port" <<'PY' || fail "python keep-alive"
+import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=5)
+for i in range(50):
+    c.request("GET", "/plaintext"); r = c.getresponse()
+    assert r.status == 200 and r.read() == b"Hello, World!"
+    c.request("POST", "/baseline11?a=1&b=%d" % i, body=b"5"); r = c.getresponse()
+    assert r.read() == str(6 + i).encode()
+c.close()
+PY
+
+ab -q -n 2000 -c 20 -k "$U/plaintext" >"$tmp/ab" 2>&1 || fail "ab: $(tail -5 "$tmp/ab")"
+grep -q '^Failed requests: *0' "$tmp/ab" && grep -q '^Complete requests: *2000' "$tmp/ab" \
+    && ! grep -q '^Non-2xx' "$tmp/ab" || fail "ab: $(cat "$tmp/ab")"
+wrk -t1 -c32 -d2 "$U/plaintext" >"$tmp/wrk" 2>&1 || fail "wrk"
+! grep -qE 'Socket errors|Non-2xx' "$tmp/wrk" || fail "wrk: $(cat "$tmp/wrk")"
+
+kill -TERM "$pid"
+for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+kill -0 "$pid" 2>/dev/null && fail "still running 5 s after SIGTERM"
+wait "$pid"; rc=$?; pid=
+[[ $rc -eq 0 ]] || fail "exit $rc after SIGTERM"
+echo "ok vx-http backend=$backend model=$model"
