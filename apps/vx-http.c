@@ -510,15 +510,13 @@ static void parse_args(int argc, char **argv) {
 }
 
 static int resolve_backend(void) {
-    vx_loop *probe;
-    int rc = vx_loop_new(&probe, &(vx_loop_opts){.backend = opt.backend});
-    if (rc < 0) {
-        fprintf(stderr, "vx-http: backend %s unavailable: %s\n", vx_backend_name(opt.backend),
-                vx_strerror(rc));
-        return rc;
+    int b = vx_backend_resolve(opt.backend); /* so the line names it and all loops agree */
+    if (b < 0) {
+        fprintf(stderr, "%s: backend %s unavailable: %s\n", "vx-http", vx_backend_name(opt.backend),
+                vx_strerror(b));
+        return b;
     }
-    opt.backend = (vx_backend)vx_backend_parse(vx_loop_backend(probe));
-    vx_loop_free(probe);
+    opt.backend = (vx_backend)b;
     return 0;
 }
 

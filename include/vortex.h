@@ -71,6 +71,9 @@ typedef enum {
  * -EINVAL when unknown. */
 VX_API int vx_backend_parse(const char *name);
 VX_API const char *vx_backend_name(vx_backend b);
+/* The backend a loop asking for b would get here (auto and VX_BACKEND
+ * resolved, by creating and freeing a loop), or -ENOSYS/-EPERM... */
+VX_API int vx_backend_resolve(vx_backend b);
 
 typedef struct vx_loop_opts {
     vx_backend backend; /* VX_BACKEND_AUTO: see above */

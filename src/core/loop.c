@@ -28,6 +28,16 @@ const char *vx_backend_name(vx_backend b) {
     return (unsigned)b < VX_BACKEND__COUNT ? backend_names[b] : "?";
 }
 
+int vx_backend_resolve(vx_backend b) {
+    vx_loop *probe;
+    int rc = vx_loop_new(&probe, &(vx_loop_opts){.backend = b});
+    if (rc < 0)
+        return rc;
+    rc = (int)probe->backend;
+    vx_loop_free(probe);
+    return rc;
+}
+
 static const vx__poller *poller_of(vx_backend b) {
     switch (b) {
     case VX_BACKEND_SELECT:
