@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -455,7 +456,8 @@ static void on_signal(int signum) {
 static void usage(FILE *f) {
     fprintf(f, "usage: vx-http [--host H] [--port P] [--backend "
                "auto|select|poll|epoll|epoll-et|uring]\n"
-               "               [--model single|reuseport:N|handoff:N|shared:N|procs:N]\n"
+               "               [--model "
+               "single|reuseport:N|handoff:N|shared:N|procs:N|thread-per-conn|fork-per-conn]\n"
                "               [--root DIR] [--dataset FILE] [--max-body BYTES]\n");
 }
 
@@ -484,9 +486,7 @@ static void parse_args(int argc, char **argv) {
             opt.max_body = strtoull(optarg, NULL, 10);
             break;
         case 'm':
-            if (vx_model_parse(optarg, &opt.model) < 0 ||
-                opt.model.kind == VX_MODEL_THREAD_PER_CONN ||
-                opt.model.kind == VX_MODEL_FORK_PER_CONN) {
+            if (vx_model_parse(optarg, &opt.model) < 0) {
                 fprintf(stderr, "vx-http: unsupported model '%s'\n", optarg);
                 exit(2);
             }
@@ -533,9 +533,157 @@ static int routes(void) {
     return rc;
 }
 
+/* ------------------------------------------------ the blocking baselines */
+
+/* --model thread-per-conn|fork-per-conn, for comparison only: blocking reads
+ * and writes on one connection, the same parser, every response produced
+ * from one read sent with one write. The benchmark endpoints only (GET
+ * /plaintext, /json, /pipeline, /baseline11), 404 for the rest; bodies up to
+ * 8 KiB with Content-Length (chunked bodies: 501). */
+#define BLK_IN 16384
+#define BLK_OUT 65536
+#define CLOSE_HDR "Connection: close\r\n"
+
+static size_t blk_date(char *ob) {
+    static __thread time_t sec = -1;
+    static __thread char line[64];
+    static __thread size_t n;
+    time_t now = time(NULL);
+    if (now != sec) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        n = strftime(line, sizeof line, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        sec = now;
+    }
+    memcpy(ob, line, n);
+    return n;
+}
+
+static size_t blk_response(char *ob, int status, const char *ctype, const char *body, size_t len,
+                           const char *conn_hdr) {
+    const char *reason = status == 200   ? "OK"
+                         : status == 404 ? "Not Found"
+                         : status == 413 ? "Content Too Large"
+                         : status == 414 ? "URI Too Long"
+                         : status == 431 ? "Request Header Fields Too Large"
+                         : status == 501 ? "Not Implemented"
+                         : status == 505 ? "HTTP Version Not Supported"
+                                         : "Bad Request";
+    size_t n = (size_t)sprintf(ob, "HTTP/1.1 %d %s\r\nServer: vortex\r\n", status, reason);
+    n += blk_date(ob + n);
+    n += (size_t)sprintf(ob + n, "Content-Type: %s\r\nContent-Length: %zu\r\n%s\r\n", ctype, len,
+                         conn_hdr);
+    memcpy(ob + n, body, len);
+    return n + len;
+}
+
+static long blk_query_long(vx_http_slice q, const char *key) {
+    vx_http_slice v;
+    char b[32];
+    if (!vx_http_query_get(q, key, &v) || v.n >= sizeof b)
+        return 0;
+    memcpy(b, v.p, v.n);
+    b[v.n] = 0;
+    return strtol(b, NULL, 10);
+}
+
+/* One request whose head is h bytes and body blen bytes at p: the response. */
+static size_t blk_handle(const vx_http_request *req, const char *body, size_t blen, char *ob) {
+    vx_http_slice path = req->path;
+    char b[96];
+    /* HTTP/1.0 keep-alive must be said; 1.1 implies it. */
+    const char *ka = !req->keep_alive  ? CLOSE_HDR
+                     : req->minor == 0 ? "Connection: keep-alive\r\n"
+                                       : "";
+    if (path.n == 10 && !memcmp(path.p, "/plaintext", 10))
+        return blk_response(ob, 200, "text/plain", "Hello, World!", 13, ka);
+    if (path.n == 5 && !memcmp(path.p, "/json", 5)) {
+        int n = snprintf(b, sizeof b, "{\"message\":\"%s\"}", "Hello, World!");
+        return blk_response(ob, 200, "application/json", b, (size_t)n, ka);
+    }
+    if (path.n == 9 && !memcmp(path.p, "/pipeline", 9))
+        return blk_response(ob, 200, "text/plain", "ok", 2, ka);
+    if (path.n == 11 && !memcmp(path.p, "/baseline11", 11)) {
+        long sum = blk_query_long(req->query, "a") + blk_query_long(req->query, "b");
+        if (req->method == VX_HTTP_POST && blen && blen < 32) {
+            memcpy(b, body, blen);
+            b[blen] = 0;
+            sum += strtol(b, NULL, 10);
+        }
+        int n = snprintf(b, sizeof b, "%ld", sum);
+        return blk_response(ob, 200, "text/plain", b, (size_t)n, ka);
+    }
+    return blk_response(ob, 404, "text/plain", "", 0, ka);
+}
+
+static bool blk_write(int fd, const char *p, size_t n) {
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+static void serve_blocking(int fd, void *data) {
+    (void)data;
+    char *in = malloc(BLK_IN), *ob = malloc(BLK_OUT);
+    size_t len = 0;
+    bool open = in && ob;
+    while (open) {
+        ssize_t n = read(fd, in + len, BLK_IN - len);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        size_t off = 0, olen = 0;
+        for (;;) {
+            vx_http_request req;
+            int status;
+            const char *why;
+            ssize_t h = vx_http_parse_request(in + off, len - off, &req, &status, &why);
+            if (h == VX_HTTP_INCOMPLETE)
+                break;
+            size_t blen = req.content_length > 0 ? (size_t)req.content_length : 0;
+            if (h < 0 || req.chunked || blen > 8192) {
+                olen += blk_response(ob + olen,
+                                     h < 0         ? status
+                                     : req.chunked ? 501
+                                                   : 413,
+                                     "text/plain", "", 0, CLOSE_HDR);
+                open = false;
+                break;
+            }
+            if (len - off - (size_t)h < blen)
+                break; /* the body is not all here yet */
+            olen += blk_handle(&req, in + off + h, blen, ob + olen);
+            off += (size_t)h + blen;
+            if (!req.keep_alive) {
+                open = false;
+                break;
+            }
+            if (olen > BLK_OUT - 512)
+                break; /* write these, the rest of the input stays */
+        }
+        if (olen && !blk_write(fd, ob, olen))
+            break;
+        memmove(in, in + off, len - off);
+        len -= off;
+        if (len == BLK_IN) /* a head that does not fit: 431 */
+            open = !blk_write(fd, ob, blk_response(ob, 431, "text/plain", "", 0, CLOSE_HDR));
+    }
+    free(in);
+    free(ob);
+}
+
 int main(int argc, char **argv) {
     parse_args(argc, argv);
-    if (resolve_backend() < 0)
+    bool blocking =
+        opt.model.kind == VX_MODEL_THREAD_PER_CONN || opt.model.kind == VX_MODEL_FORK_PER_CONN;
+    if (!blocking && resolve_backend() < 0)
         return 1;
     if (opt.dataset) {
         int rc = load_dataset(opt.dataset);
@@ -554,6 +702,7 @@ int main(int argc, char **argv) {
         .backend = opt.backend,
         .model = opt.model,
         .on_accept = vx_http_on_accept,
+        .on_blocking = serve_blocking,
         .data = http,
     };
     int rc = vx_server_new(&server, &so);
@@ -569,7 +718,7 @@ int main(int argc, char **argv) {
     char model[64];
     vx_model_format(&opt.model, model, sizeof model);
     printf("listening %s:%u backend=%s model=%s\n", opt.host, vx_server_port(server),
-           vx_backend_name(opt.backend), model);
+           blocking ? "blocking" : vx_backend_name(opt.backend), model);
     fflush(stdout);
     rc = vx_server_run(server);
     if (rc < 0)

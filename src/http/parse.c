@@ -488,8 +488,8 @@ static ssize_t apply_framing(const ctx *x, vx_http_request *req) {
     return 0;
 }
 
-ssize_t vx__http_parse_request(const char *buf, size_t len, vx_http_request *req, int *status,
-                               const char **why) {
+ssize_t vx_http_parse_request(const char *buf, size_t len, vx_http_request *req, int *status,
+                              const char **why) {
     ctx x = {
         .hend = buf + (len > VX_HTTP_MAX_HEAD ? VX_HTTP_MAX_HEAD : len),
         .capped = len > VX_HTTP_MAX_HEAD,
@@ -645,8 +645,8 @@ static const char *chunk_step(vx_http_chunked *d, int c) {
     }
 }
 
-ssize_t vx__http_chunked_decode(vx_http_chunked *d, char *buf, size_t len, size_t *out, bool *done,
-                                const char **why) {
+ssize_t vx_http_chunked_decode(vx_http_chunked *d, char *buf, size_t len, size_t *out, bool *done,
+                               const char **why) {
     pthread_once(&g_once, http_init); /* the byte classes */
     size_t r = 0, w = 0;
     *out = 0;
@@ -687,7 +687,7 @@ ssize_t vx__http_chunked_decode(vx_http_chunked *d, char *buf, size_t len, size_
 
 /* ------------------------------------------------------------------ helpers */
 
-const vx_http_header *vx__http_find_header(const vx_http_request *req, const char *name) {
+const vx_http_header *vx_http_find_header(const vx_http_request *req, const char *name) {
     size_t n = strlen(name);
     for (size_t i = 0; i < req->nheaders; i++) {
         const vx_http_header *h = &req->headers[i];
@@ -702,7 +702,7 @@ const vx_http_header *vx__http_find_header(const vx_http_request *req, const cha
     return NULL;
 }
 
-ssize_t vx__http_url_decode(char *dst, const char *src, size_t n, bool form) {
+ssize_t vx_http_url_decode(char *dst, const char *src, size_t n, bool form) {
     size_t w = 0;
     for (size_t i = 0; i < n; i++) {
         char c = src[i];
@@ -721,7 +721,7 @@ ssize_t vx__http_url_decode(char *dst, const char *src, size_t n, bool form) {
     return (ssize_t)w;
 }
 
-bool vx__http_query_get(vx_http_slice query, const char *key, vx_http_slice *value) {
+bool vx_http_query_get(vx_http_slice query, const char *key, vx_http_slice *value) {
     size_t kn = strlen(key);
     const char *p = query.p, *end = query.p + query.n;
     while (p < end) {

@@ -18,11 +18,11 @@ const char *vx_http_req_query(const vx_http_req *r, size_t *len) { return slice(
 
 ssize_t vx_http_req_query_get(const vx_http_req *r, const char *key, char *buf, size_t cap) {
     vx_http_slice v;
-    if (!vx__http_query_get(r->pr.query, key, &v))
+    if (!vx_http_query_get(r->pr.query, key, &v))
         return -ENOENT;
     if (v.n >= cap)
         return -ENOSPC;
-    ssize_t n = vx__http_url_decode(buf, v.p, v.n, true);
+    ssize_t n = vx_http_url_decode(buf, v.p, v.n, true);
     if (n < 0)
         return -EINVAL;
     buf[n] = 0;
@@ -30,7 +30,7 @@ ssize_t vx_http_req_query_get(const vx_http_req *r, const char *key, char *buf, 
 }
 
 const char *vx_http_req_header(const vx_http_req *r, const char *name, size_t *len) {
-    const vx_http_header *hd = vx__http_find_header(&r->pr, name);
+    const vx_http_header *hd = vx_http_find_header(&r->pr, name);
     return hd ? slice(hd->value, len) : NULL;
 }
 

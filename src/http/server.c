@@ -410,7 +410,7 @@ static ssize_t feed_body(vx_http_req *r, char *p, size_t n, bool *done) {
     char *d = p;
     if (r->chunked) {
         const char *why = NULL;
-        ssize_t u = vx__http_chunked_decode(&r->ck, p, n, &out, done, &why);
+        ssize_t u = vx_http_chunked_decode(&r->ck, p, n, &out, done, &why);
         if (u < 0) {
             log_refused(vx_conn_loop(r->c), 400, why);
             vx__http_error(r, 400, true, NULL);
@@ -451,7 +451,7 @@ static size_t step(vx_http_req *r, char *data, size_t len, size_t off, size_t *k
     if (r->state == VX__HS_IDLE || r->state == VX__HS_HEAD) {
         int status = 0;
         const char *why = NULL;
-        ssize_t hl = vx__http_parse_request(p, n, &r->pr, &status, &why);
+        ssize_t hl = vx_http_parse_request(p, n, &r->pr, &status, &why);
         if (hl == VX_HTTP_INCOMPLETE) {
             if (r->state == VX__HS_IDLE) {
                 r->state = VX__HS_HEAD;

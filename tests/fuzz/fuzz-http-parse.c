@@ -63,18 +63,18 @@ static void check_head(const char *buf, size_t size, ssize_t rc, const vx_http_r
         slice_inside(r->headers[i].name, buf, (size_t)rc);
         slice_inside(r->headers[i].value, buf, (size_t)rc);
         FUZZ_ASSERT(r->headers[i].name.n > 0);
-        FUZZ_ASSERT(vx__http_find_header(r, "host") != NULL || r->minor == 0);
+        FUZZ_ASSERT(vx_http_find_header(r, "host") != NULL || r->minor == 0);
     }
     /* helpers on the parsed pieces */
     char tmp[VX_HTTP_MAX_HEAD];
-    ssize_t n = vx__http_url_decode(tmp, r->path.p, r->path.n, false);
+    ssize_t n = vx_http_url_decode(tmp, r->path.p, r->path.n, false);
     FUZZ_ASSERT(n == -1 || (size_t)n <= r->path.n);
-    n = vx__http_url_decode(tmp, r->query.p, r->query.n, true);
+    n = vx_http_url_decode(tmp, r->query.p, r->query.n, true);
     FUZZ_ASSERT(n == -1 || (size_t)n <= r->query.n);
     vx_http_slice v;
     static const char *keys[] = {"a", "b", "m", "", "a=b"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (vx__http_query_get(r->query, keys[i], &v))
+        if (vx_http_query_get(r->query, keys[i], &v))
             slice_inside(v, r->query.p, r->query.n);
 }
 
@@ -84,10 +84,10 @@ static ssize_t parse_all_levels(const char *buf, size_t size, vx_http_request *r
     int st = 0, st2 = 0;
     const char *why = NULL, *why2 = NULL;
     vx__http_simd_cap(0);
-    ssize_t rc = vx__http_parse_request(buf, size, r, &st, &why);
+    ssize_t rc = vx_http_parse_request(buf, size, r, &st, &why);
     check_head(buf, size, rc, r, st, why);
     for (int l = 1; l <= 2 && vx__http_simd_cap(l) == l; l++) {
-        ssize_t rc2 = vx__http_parse_request(buf, size, &other, &st2, &why2);
+        ssize_t rc2 = vx_http_parse_request(buf, size, &other, &st2, &why2);
         FUZZ_ASSERT(rc2 == rc);
         if (rc == VX_HTTP_ERROR)
             FUZZ_ASSERT(st2 == st && why2 == why);
@@ -101,7 +101,7 @@ static ssize_t parse_all_levels(const char *buf, size_t size, vx_http_request *r
         char *p = malloc(cut ? cut : 1);
         FUZZ_ASSERT(p);
         memcpy(p, buf, cut);
-        ssize_t rc2 = vx__http_parse_request(p, cut, &other, &st2, &why2);
+        ssize_t rc2 = vx_http_parse_request(p, cut, &other, &st2, &why2);
         FUZZ_ASSERT(rc2 == VX_HTTP_INCOMPLETE || (rc == VX_HTTP_ERROR && rc2 == rc && st2 == st));
         free(p);
     }
@@ -137,7 +137,7 @@ static void decode(const char *body, size_t n, size_t step, decoded *res) {
         size_t out = 0;
         bool done = false;
         const char *why = NULL;
-        ssize_t c = vx__http_chunked_decode(&d, piece, have, &out, &done, &why);
+        ssize_t c = vx_http_chunked_decode(&d, piece, have, &out, &done, &why);
         if (c < 0) { /* *out still counts the data decoded before the error */
             FUZZ_ASSERT(c == VX_HTTP_ERROR && why != NULL && out <= have);
             memcpy(res->out + res->outn, piece, out);

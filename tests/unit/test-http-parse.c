@@ -232,7 +232,7 @@ static ssize_t parse_guarded(const char *s, size_t n, vx_http_request *r, int *s
     memset(r, 0xa5, sizeof *r);
     *st = 0;
     *why = NULL;
-    return vx__http_parse_request(b, n, r, st, why);
+    return vx_http_parse_request(b, n, r, st, why);
 }
 
 static void check_case(const hcase *c) {
@@ -293,7 +293,7 @@ static void check_case(const hcase *c) {
     for (size_t k = 0; k < c->len; k++) {
         ssize_t prc = parse_guarded(c->req, k, &r, &st, &why);
         const char *b = guarded(c->req, c->len);
-        ssize_t wrc = vx__http_parse_request(b, c->len, &r, &st, &why);
+        ssize_t wrc = vx_http_parse_request(b, c->len, &r, &st, &why);
         summary(got, sizeof got, wrc, &r, st);
         if ((prc != VX_HTTP_INCOMPLETE && prc != VX_HTTP_ERROR) && rc < 0) {
             harness_fail(__FILE__, __LINE__, "split %zu: prefix parsed", k);
@@ -336,21 +336,21 @@ static void fields_at(int level) {
     ssize_t rc = parse_guarded(req, sizeof req - 1, &r, &st, &why);
     REQUIRE_EQ_INT(rc, sizeof req - 1);
     REQUIRE_EQ_INT(r.nheaders, 5);
-    const vx_http_header *h = vx__http_find_header(&r, "x-a");
+    const vx_http_header *h = vx_http_find_header(&r, "x-a");
     REQUIRE(h != NULL);
     CHECK(h->value.n == 2 && memcmp(h->value.p, "va", 2) == 0);
-    h = vx__http_find_header(&r, "X-B");
+    h = vx_http_find_header(&r, "X-B");
     REQUIRE(h != NULL);
     CHECK(h->value.n == 3 && memcmp(h->value.p, "v b", 3) == 0);
     CHECK(h->name.n == 3 && memcmp(h->name.p, "x-b", 3) == 0);
-    h = vx__http_find_header(&r, "Content-Type");
+    h = vx_http_find_header(&r, "Content-Type");
     REQUIRE(h != NULL);
     CHECK(h->value.n == 10 && memcmp(h->value.p, "text/plain", 10) == 0);
-    h = vx__http_find_header(&r, "x-e");
+    h = vx_http_find_header(&r, "x-e");
     REQUIRE(h != NULL);
     CHECK_EQ_INT(h->value.n, 0);
-    CHECK(vx__http_find_header(&r, "x-") == NULL);
-    CHECK(vx__http_find_header(&r, "x-ab") == NULL);
+    CHECK(vx_http_find_header(&r, "x-") == NULL);
+    CHECK(vx_http_find_header(&r, "x-ab") == NULL);
     CHECK(r.method_name.n == 3 && memcmp(r.method_name.p, "GET", 3) == 0);
 }
 
@@ -561,7 +561,7 @@ static void decode_pieces(const char *in, size_t len, const size_t *cuts, size_t
         size_t out;
         bool done;
         const char *why = NULL;
-        ssize_t n = vx__http_chunked_decode(&d, b, have, &out, &done, &why);
+        ssize_t n = vx_http_chunked_decode(&d, b, have, &out, &done, &why);
         if (n < 0) {
             res->err = true;
             res->why = why;
@@ -628,12 +628,12 @@ TEST(http_chunked_binary_body) {
     size_t out;
     bool done;
     const char *why;
-    CHECK_EQ_INT(vx__http_chunked_decode(&d, b, sizeof in - 1, &out, &done, &why), sizeof in - 1);
+    CHECK_EQ_INT(vx_http_chunked_decode(&d, b, sizeof in - 1, &out, &done, &why), sizeof in - 1);
     CHECK(done);
     CHECK_EQ_INT(out, 3);
     CHECK(memcmp(b, "\0\xff\0", 3) == 0);
     /* after done: nothing more is consumed */
-    CHECK_EQ_INT(vx__http_chunked_decode(&d, b, 3, &out, &done, &why), 0);
+    CHECK_EQ_INT(vx_http_chunked_decode(&d, b, 3, &out, &done, &why), 0);
     CHECK(done);
     CHECK_EQ_INT(out, 0);
 }
@@ -649,7 +649,7 @@ TEST(http_chunked_limits) {
     memset(b + n, 'e', 4000);
     n += 4000;
     n += (size_t)sprintf(b + n, "\r\nZ\r\n0\r\n\r\n");
-    CHECK_EQ_INT(vx__http_chunked_decode(&d, b, n, &out, &done, &why), n);
+    CHECK_EQ_INT(vx_http_chunked_decode(&d, b, n, &out, &done, &why), n);
     CHECK(done && out == 1 && b[0] == 'Z');
     /* past it: error, also when fed in pieces */
     memset(&d, 0, sizeof d);
@@ -658,27 +658,27 @@ TEST(http_chunked_limits) {
     n += 5000;
     ssize_t rc = 0;
     for (size_t i = 0; i < n && rc >= 0; i += 100)
-        rc = vx__http_chunked_decode(&d, b + i, n - i < 100 ? n - i : 100, &out, &done, &why);
+        rc = vx_http_chunked_decode(&d, b + i, n - i < 100 ? n - i : 100, &out, &done, &why);
     CHECK_EQ_INT(rc, VX_HTTP_ERROR);
     CHECK(why && strstr(why, "too long"));
     /* and it stays failed */
-    CHECK_EQ_INT(vx__http_chunked_decode(&d, b, 1, &out, &done, &why), VX_HTTP_ERROR);
+    CHECK_EQ_INT(vx_http_chunked_decode(&d, b, 1, &out, &done, &why), VX_HTTP_ERROR);
     /* trailers: 16 KiB max */
     memset(&d, 0, sizeof d);
     n = (size_t)sprintf(b, "0\r\n");
     while (n < 20000)
         n += (size_t)sprintf(b + n, "X-Trailer: %0100d\r\n", 7);
     n += (size_t)sprintf(b + n, "\r\n");
-    CHECK_EQ_INT(vx__http_chunked_decode(&d, b, n, &out, &done, &why), VX_HTTP_ERROR);
+    CHECK_EQ_INT(vx_http_chunked_decode(&d, b, n, &out, &done, &why), VX_HTTP_ERROR);
     CHECK(why && strstr(why, "trailer"));
     /* largest sizes: 15 hex digits fine (data pending), 16 digits overflow-free, 17 overflow */
     memset(&d, 0, sizeof d);
     n = (size_t)sprintf(b, "fffffffffffffff\r\nab");
-    CHECK_EQ_INT(vx__http_chunked_decode(&d, b, n, &out, &done, &why), n);
+    CHECK_EQ_INT(vx_http_chunked_decode(&d, b, n, &out, &done, &why), n);
     CHECK(!done && out == 2 && d.left == 0xfffffffffffffffULL - 2);
     memset(&d, 0, sizeof d);
     n = (size_t)sprintf(b, "ffffffffffffffff\r\n");
-    CHECK_EQ_INT(vx__http_chunked_decode(&d, b, n, &out, &done, &why), n);
+    CHECK_EQ_INT(vx_http_chunked_decode(&d, b, n, &out, &done, &why), n);
     CHECK(d.left == UINT64_MAX);
 }
 
@@ -743,7 +743,7 @@ static void pipeline_run(const char *stream, size_t total, rng *g, int max_read,
             if (phase == HEAD) {
                 int st;
                 const char *why;
-                ssize_t n = vx__http_parse_request(b + used, have - used, &r, &st, &why);
+                ssize_t n = vx_http_parse_request(b + used, have - used, &r, &st, &why);
                 if (n == VX_HTTP_INCOMPLETE)
                     break;
                 REQUIRE_OK(n);
@@ -777,7 +777,7 @@ static void pipeline_run(const char *stream, size_t total, rng *g, int max_read,
                 size_t out;
                 bool done;
                 const char *why;
-                ssize_t n = vx__http_chunked_decode(&d, b + used, have - used, &out, &done, &why);
+                ssize_t n = vx_http_chunked_decode(&d, b + used, have - used, &out, &done, &why);
                 REQUIRE_OK(n);
                 memcpy(body + bodyn, b + used, out);
                 bodyn += out;
@@ -844,7 +844,7 @@ TEST(http_url_decode) {
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         char buf[64];
         size_t n = strlen(t[i].in);
-        ssize_t rc = vx__http_url_decode(buf, guarded(t[i].in, n), n, t[i].form);
+        ssize_t rc = vx_http_url_decode(buf, guarded(t[i].in, n), n, t[i].form);
         if (!t[i].out) {
             CHECK_MSG(rc == -1, "\"%s\" gave %zd", t[i].in, rc);
             continue;
@@ -853,12 +853,12 @@ TEST(http_url_decode) {
                   "\"%s\" gave %zd", t[i].in, rc);
         /* in place */
         char *g = (char *)guarded(t[i].in, n);
-        rc = vx__http_url_decode(g, g, n, t[i].form);
+        rc = vx_http_url_decode(g, g, n, t[i].form);
         CHECK(rc == (ssize_t)strlen(t[i].out) && memcmp(g, t[i].out, (size_t)rc) == 0);
     }
     /* %00 decodes to a NUL byte */
     char b[4];
-    CHECK_EQ_INT(vx__http_url_decode(b, "a%00", 4, false), 2);
+    CHECK_EQ_INT(vx_http_url_decode(b, "a%00", 4, false), 2);
     CHECK(b[1] == 0);
 }
 
@@ -876,7 +876,7 @@ TEST(http_query_get) {
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         size_t n = strlen(t[i].q);
         vx_http_slice q = {guarded(t[i].q, n), n}, v = {NULL, 99};
-        bool found = vx__http_query_get(q, t[i].key, &v);
+        bool found = vx_http_query_get(q, t[i].key, &v);
         if (!t[i].val) {
             CHECK_MSG(!found, "%s / %s", t[i].q, t[i].key);
             continue;
