@@ -3,7 +3,7 @@
  *   vx-echo [--host H] [--port P] [--unix PATH] [--backend NAME]
  *           [--model single|reuseport:N|handoff:N|shared:N|procs:N|
  *                    thread-per-conn|fork-per-conn]
- *           [--idle-timeout MS] [--rot13] [--stats]
+ *           [--idle-timeout MS] [--rot13] [--stats] [--pin]
  * Prints one line "listening HOST:PORT backend=NAME model=MODEL" once the
  * socket listens (backend=blocking for the baselines); SIGINT/SIGTERM stop
  * it gracefully (exit 0). --stats prints the counters to stderr on exit: with
@@ -27,7 +27,7 @@ static struct {
     vx_backend backend;
     vx_model model;
     uint64_t idle_ms;
-    bool rot13, stats;
+    bool rot13, stats, pin;
 } opt = {.host = "127.0.0.1", .port = 9000, .model = {VX_MODEL_SINGLE, 1}};
 
 static void rot13(char *p, size_t n) {
@@ -189,14 +189,21 @@ static void usage(FILE *f) {
                "auto|select|poll|epoll|epoll-et|uring]\n"
                "               [--model single|reuseport:N|handoff:N|shared:N|procs:N|"
                "thread-per-conn|fork-per-conn]\n"
-               "               [--idle-timeout MS] [--rot13] [--stats]\n");
+               "               [--idle-timeout MS] [--rot13] [--stats] [--pin]\n");
 }
 
 static void parse_args(int argc, char **argv) {
     static const struct option longs[] = {
-        {"host", 1, 0, 'h'},    {"port", 1, 0, 'p'},         {"unix", 1, 0, 'u'},
-        {"backend", 1, 0, 'b'}, {"idle-timeout", 1, 0, 'i'}, {"rot13", 0, 0, 'r'},
-        {"stats", 0, 0, 's'},   {"model", 1, 0, 'm'},        {"help", 0, 0, '?'},
+        {"host", 1, 0, 'h'},
+        {"port", 1, 0, 'p'},
+        {"unix", 1, 0, 'u'},
+        {"backend", 1, 0, 'b'},
+        {"idle-timeout", 1, 0, 'i'},
+        {"rot13", 0, 0, 'r'},
+        {"stats", 0, 0, 's'},
+        {"model", 1, 0, 'm'},
+        {"pin", 0, 0, 'P'},
+        {"help", 0, 0, '?'},
         {0, 0, 0, 0},
     };
     int ch, b;
@@ -216,6 +223,9 @@ static void parse_args(int argc, char **argv) {
             break;
         case 'r':
             opt.rot13 = true;
+            break;
+        case 'P':
+            opt.pin = true; /* loop i on CPU i; reuseport adds SO_INCOMING_CPU */
             break;
         case 's':
             opt.stats = true;
@@ -272,6 +282,7 @@ int main(int argc, char **argv) {
         .listen = {.host = opt.host, .port = (uint16_t)opt.port, .unix_path = opt.unix_path},
         .backend = opt.backend,
         .model = opt.model,
+        .pin_cpus = opt.pin,
         .on_accept = on_accept,
         .on_blocking = on_blocking,
     };

@@ -59,6 +59,7 @@ struct threads;
 typedef struct tloop {
     struct threads *t;
     int index; /* 0..n-1; n is the handoff acceptor */
+    int cpu;   /* pinned to, or -1 */
     pthread_t tid;
     vx_loop *loop;
     vx_listener *listener;
@@ -341,10 +342,11 @@ static void on_stop(vx_io *io, int fd, unsigned events, void *data) {
 
 /* ------------------------------------------------------------- a thread */
 
-static void pin(int index) {
+/* Pin the calling thread; the CPU, or -1. */
+static int pin(int index) {
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) < 0)
-        return;
+        return -1;
     int count = CPU_COUNT(&set), want = index % (count ? count : 1);
     for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
         if (!CPU_ISSET(cpu, &set) || want--)
@@ -352,10 +354,13 @@ static void pin(int index) {
         CPU_ZERO(&set);
         CPU_SET(cpu, &set);
         int rc = pthread_setaffinity_np(pthread_self(), sizeof set, &set);
-        if (rc)
+        if (rc) {
             VX__LOG_WARN("loop %d: cannot pin to CPU %d: %s", index, cpu, vx_strerror(-rc));
-        return;
+            return -1;
+        }
+        return cpu;
     }
+    return -1;
 }
 
 static int listen_on(tloop *l) {
@@ -366,6 +371,12 @@ static int listen_on(tloop *l) {
     if (s->o.model.kind == VX_MODEL_REUSEPORT && l->index > 0 &&
         (fd = vx__server_bind(s, true)) < 0)
         return fd;
+    /* Pinned reuseport loops: the kernel prefers the socket whose loop runs
+     * on the CPU that processed the packet (SO_INCOMING_CPU), so a
+     * connection stays on one CPU from softirq to handler. */
+    if (s->o.model.kind == VX_MODEL_REUSEPORT && l->cpu >= 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_INCOMING_CPU, &l->cpu, sizeof l->cpu) < 0)
+        VX__LOG_WARN("loop %d: SO_INCOMING_CPU: %s", l->index, vx_strerror(-errno));
     rc = vx_listen_fd(l->loop, fd, &o, s->o.on_accept, s->o.data, &l->listener);
     if (fd != s->listen_fd)
         close(fd); /* the listener holds its own dup */
@@ -416,8 +427,7 @@ static void *loop_thread(void *arg) {
     threads *t = l->t;
     bool acceptor = t->handoff && l->index == t->n;
     tl_owner = t;
-    if (t->s->o.pin_cpus)
-        pin(l->index);
+    l->cpu = t->s->o.pin_cpus ? pin(l->index) : -1;
     int rc = setup(l);
     if (rc < 0)
         VX__LOG_ERROR("server: loop %d: %s (%s)", l->index, vx_err_name(rc), vx_strerror(rc));

@@ -31,8 +31,8 @@ re='^listening 127\.0\.0\.1:([0-9]+) backend=([a-z0-9-]+) model=([a-z0-9:-]+)$'
 
 # run_model MODEL: start, check the line, echo, stop
 run_model() {
-    local model=$1 tag=${1//:/_} line="" rc
-    "$bin" --port 0 --backend "$backend" --model "$model" --idle-timeout 10000 \
+    local model=$1 tag=${1//:/_}${2:+_pin} line="" rc
+    "$bin" --port 0 --backend "$backend" --model "$model" --idle-timeout 10000 ${2:-} \
         >"$tmp/$tag.out" 2>"$tmp/$tag.err" &
     pid=$!
     for _ in $(seq 100); do
@@ -79,6 +79,9 @@ run_model() {
 for model in single reuseport:2 handoff:2 shared:2 procs:2 thread-per-conn fork-per-conn; do
     run_model "$model"
 done
+# Pinned reuseport loops steer with SO_INCOMING_CPU (the setsockopt must succeed).
+run_model reuseport:2 --pin
+! grep -q SO_INCOMING_CPU "$tmp/reuseport_2_pin.err" || fail "reuseport --pin: $(cat "$tmp/reuseport_2_pin.err")"
 
 # rot13 through a multi-loop model
 "$bin" --port 0 --backend "$backend" --model handoff:2 --rot13 >"$tmp/rot.out" 2>"$tmp/rot.err" &
