@@ -9,6 +9,7 @@
  * it gracefully (exit 0). --stats prints the counters to stderr on exit: with
  * several loops one "loop=I ..." line each, then the sum, whose line starts
  * with "backend=" (what bench/run.sh reads). */
+#include "common.h"
 #include "vortex.h"
 #include <errno.h>
 #include <getopt.h>
@@ -63,19 +64,6 @@ static void on_accept(vx_listener *l, vx_conn *c, void *data) {
 
 /* ---------------------------------------------------------- the baselines */
 
-static bool write_all(int fd, const char *p, size_t n) {
-    while (n) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return false;
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 /* Blocking read/write until EOF, an error or --idle-timeout of silence. */
 static void on_blocking(int fd, void *data) {
     (void)data;
@@ -94,13 +82,9 @@ static void on_blocking(int fd, void *data) {
             return;
         if (opt.rot13)
             rot13(buf, (size_t)n);
-        if (!write_all(fd, buf, (size_t)n))
+        if (!app_write_all(fd, buf, (size_t)n))
             return;
     }
-}
-
-static bool blocking_model(void) {
-    return opt.model.kind == VX_MODEL_THREAD_PER_CONN || opt.model.kind == VX_MODEL_FORK_PER_CONN;
 }
 
 /* ------------------------------------------------------------ stopping */
@@ -206,7 +190,7 @@ static void parse_args(int argc, char **argv) {
         {"help", 0, 0, '?'},
         {0, 0, 0, 0},
     };
-    int ch, b;
+    int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (ch) {
         case 'h':
@@ -231,52 +215,23 @@ static void parse_args(int argc, char **argv) {
             opt.stats = true;
             break;
         case 'm':
-            if (vx_model_parse(optarg, &opt.model) < 0) {
-                fprintf(stderr, "vx-echo: unknown model '%s'\n", optarg);
-                usage(stderr);
-                exit(2);
-            }
+            opt.model = app_model("vx-echo", optarg);
             break;
         case 'b':
-            if ((b = vx_backend_parse(optarg)) < 0) {
-                fprintf(stderr, "vx-echo: unknown backend '%s'\n", optarg);
-                exit(2);
-            }
-            opt.backend = (vx_backend)b;
+            opt.backend = app_backend("vx-echo", optarg);
             break;
         default:
             usage(stderr);
             exit(2);
         }
     }
-    if (opt.port < 0 || opt.port > 65535) {
-        fprintf(stderr, "vx-echo: bad port %d\n", opt.port);
-        exit(2);
-    }
-}
-
-static int resolve_backend(void) {
-    int b = vx_backend_resolve(opt.backend); /* so the line names it and all loops agree */
-    if (b < 0) {
-        fprintf(stderr, "%s: backend %s unavailable: %s\n", "vx-echo", vx_backend_name(opt.backend),
-                vx_strerror(b));
-        return b;
-    }
-    opt.backend = (vx_backend)b;
-    return 0;
-}
-
-static void install_signals(void) {
-    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    app_check_port("vx-echo", opt.port);
 }
 
 int main(int argc, char **argv) {
     parse_args(argc, argv);
-    bool blocking = blocking_model();
-    if (!blocking && resolve_backend() < 0)
+    bool blocking = app_blocking_model(opt.model);
+    if (!blocking && app_resolve_backend("vx-echo", &opt.backend) < 0)
         return 1;
     vx_server_opts so = {
         .listen = {.host = opt.host, .port = (uint16_t)opt.port, .unix_path = opt.unix_path},
@@ -305,7 +260,7 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
-    install_signals();
+    app_on_stop_signals(on_signal);
     if (opt.unix_path)
         printf("listening unix:%s backend=%s model=%s\n", opt.unix_path, backend, model);
     else

@@ -7,6 +7,7 @@
  * POST /upload, GET /static/NAME, GET /metrics.
  * Prints "listening HOST:PORT backend=NAME model=MODEL"; SIGINT/SIGTERM stop
  * it gracefully (in-flight requests finish, idle keep-alive conns close). */
+#include "common.h"
 #include "vortex.h"
 #include <errno.h>
 #include <getopt.h>
@@ -467,7 +468,7 @@ static void parse_args(int argc, char **argv) {
         {"model", 1, 0, 'm'},    {"root", 1, 0, 'r'}, {"dataset", 1, 0, 'd'},
         {"max-body", 1, 0, 'x'}, {"help", 0, 0, '?'}, {0, 0, 0, 0},
     };
-    int ch, b;
+    int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (ch) {
         case 'h':
@@ -486,38 +487,17 @@ static void parse_args(int argc, char **argv) {
             opt.max_body = strtoull(optarg, NULL, 10);
             break;
         case 'm':
-            if (vx_model_parse(optarg, &opt.model) < 0) {
-                fprintf(stderr, "vx-http: unsupported model '%s'\n", optarg);
-                exit(2);
-            }
+            opt.model = app_model("vx-http", optarg);
             break;
         case 'b':
-            if ((b = vx_backend_parse(optarg)) < 0) {
-                fprintf(stderr, "vx-http: unknown backend '%s'\n", optarg);
-                exit(2);
-            }
-            opt.backend = (vx_backend)b;
+            opt.backend = app_backend("vx-http", optarg);
             break;
         default:
             usage(stderr);
             exit(2);
         }
     }
-    if (opt.port < 0 || opt.port > 65535) {
-        fprintf(stderr, "vx-http: bad port %d\n", opt.port);
-        exit(2);
-    }
-}
-
-static int resolve_backend(void) {
-    int b = vx_backend_resolve(opt.backend); /* so the line names it and all loops agree */
-    if (b < 0) {
-        fprintf(stderr, "%s: backend %s unavailable: %s\n", "vx-http", vx_backend_name(opt.backend),
-                vx_strerror(b));
-        return b;
-    }
-    opt.backend = (vx_backend)b;
-    return 0;
+    app_check_port("vx-http", opt.port);
 }
 
 static int routes(void) {
@@ -616,19 +596,6 @@ static size_t blk_handle(const vx_http_request *req, const char *body, size_t bl
     return blk_response(ob, 404, "text/plain", "", 0, ka);
 }
 
-static bool blk_write(int fd, const char *p, size_t n) {
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return false;
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 static void serve_blocking(int fd, void *data) {
     (void)data;
     char *in = malloc(BLK_IN), *ob = malloc(BLK_OUT);
@@ -668,12 +635,12 @@ static void serve_blocking(int fd, void *data) {
             if (olen > BLK_OUT - 512)
                 break; /* write these, the rest of the input stays */
         }
-        if (olen && !blk_write(fd, ob, olen))
+        if (olen && !app_write_all(fd, ob, olen))
             break;
         memmove(in, in + off, len - off);
         len -= off;
         if (len == BLK_IN) /* a head that does not fit: 431 */
-            open = !blk_write(fd, ob, blk_response(ob, 431, "text/plain", "", 0, CLOSE_HDR));
+            open = !app_write_all(fd, ob, blk_response(ob, 431, "text/plain", "", 0, CLOSE_HDR));
     }
     free(in);
     free(ob);
@@ -681,9 +648,8 @@ static void serve_blocking(int fd, void *data) {
 
 int main(int argc, char **argv) {
     parse_args(argc, argv);
-    bool blocking =
-        opt.model.kind == VX_MODEL_THREAD_PER_CONN || opt.model.kind == VX_MODEL_FORK_PER_CONN;
-    if (!blocking && resolve_backend() < 0)
+    bool blocking = app_blocking_model(opt.model);
+    if (!blocking && app_resolve_backend("vx-http", &opt.backend) < 0)
         return 1;
     if (opt.dataset) {
         int rc = load_dataset(opt.dataset);
@@ -710,10 +676,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "vx-http: listen: %s\n", vx_strerror(rc));
         return 1;
     }
-    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    app_on_stop_signals(on_signal);
     signal(SIGPIPE, SIG_IGN);
     char model[64];
     vx_model_format(&opt.model, model, sizeof model);

@@ -1,0 +1,81 @@
+/* Helpers shared by the programs (static: each apps/NAME.c is one program):
+ * the flags every program takes (--backend, --model, --port), the backend
+ * they name in the listening line, signals, and a blocking write loop. */
+#ifndef VX_APPS_COMMON_H
+#define VX_APPS_COMMON_H
+
+#include "vortex.h"
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+/* --backend NAME, or exit 2. */
+static inline vx_backend app_backend(const char *prog, const char *arg) {
+    int b = vx_backend_parse(arg);
+    if (b < 0) {
+        fprintf(stderr, "%s: unknown backend '%s'\n", prog, arg);
+        exit(2);
+    }
+    return (vx_backend)b;
+}
+
+/* --model MODEL, or exit 2. */
+static inline vx_model app_model(const char *prog, const char *arg) {
+    vx_model m;
+    if (vx_model_parse(arg, &m) < 0) {
+        fprintf(stderr, "%s: unknown model '%s'\n", prog, arg);
+        exit(2);
+    }
+    return m;
+}
+
+static inline void app_check_port(const char *prog, int port) {
+    if (port < 0 || port > 65535) {
+        fprintf(stderr, "%s: bad port %d\n", prog, port);
+        exit(2);
+    }
+}
+
+static inline bool app_blocking_model(vx_model m) {
+    return m.kind == VX_MODEL_THREAD_PER_CONN || m.kind == VX_MODEL_FORK_PER_CONN;
+}
+
+/* Resolve auto (and VX_BACKEND) once, so that the listening line names the
+ * backend and every loop of the server uses the same one. 0 or -errno. */
+static inline int app_resolve_backend(const char *prog, vx_backend *b) {
+    int r = vx_backend_resolve(*b);
+    if (r < 0) {
+        fprintf(stderr, "%s: backend %s unavailable: %s\n", prog, vx_backend_name(*b),
+                vx_strerror(r));
+        return r;
+    }
+    *b = (vx_backend)r;
+    return 0;
+}
+
+/* SIGINT and SIGTERM call fn (which must be async-signal-safe). */
+static inline void app_on_stop_signals(void (*fn)(int)) {
+    struct sigaction sa = {.sa_handler = fn, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* All of p to a blocking socket; false on error (never SIGPIPE). */
+static inline bool app_write_all(int fd, const void *p, size_t n) {
+    const char *c = p;
+    while (n) {
+        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        c += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+#endif
