@@ -55,12 +55,33 @@ static inline int app_resolve_backend(const char *prog, vx_backend *b) {
     return 0;
 }
 
-/* SIGINT and SIGTERM call fn (which must be async-signal-safe). */
+/* SIGINT and SIGTERM call fn (which must be async-signal-safe). They are
+ * unblocked in the calling (main) thread too: the mask is inherited across
+ * exec, and a launcher that had them blocked (a thread that set up sigwait
+ * or signalfd, say) would leave SIGTERM pending forever: the server keeps
+ * running idle (its loop threads block every signal) and main never leaves
+ * vx_server_run. Threads created from now on inherit the unblocked mask;
+ * vx_server_run blocks every signal in its own. */
 static inline void app_on_stop_signals(void (*fn)(int)) {
     struct sigaction sa = {.sa_handler = fn, .sa_flags = SA_RESTART};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_UNBLOCK, &stop, NULL);
+}
+
+/* Once vx_server_run returned: SIGINT and SIGTERM are ignored from now on.
+ * The stop is done, and one more signal (a second Ctrl-C, a supervisor
+ * repeating SIGTERM) would run a handler that uses the server, or the
+ * vx_http, that main frees next: a write to freed memory and to whatever fd
+ * took stop_fd's number (under ASan, a report that deadlocks at exit). */
+static inline void app_ignore_stop_signals(void) {
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
 }
 
 /* All of p to a blocking socket; false on error (never SIGPIPE). */

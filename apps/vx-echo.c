@@ -268,6 +268,7 @@ int main(int argc, char **argv) {
                model);
     fflush(stdout);
     rc = vx_server_run(server);
+    app_ignore_stop_signals(); /* on_signal must not see the server freed below */
     if (rc < 0)
         fprintf(stderr, "vx-echo: %s\n", vx_strerror(rc));
     if (with_stats) {

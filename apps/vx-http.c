@@ -2,6 +2,7 @@
  * on any backend and server model.
  *   vx-http [--host H] [--port P] [--backend NAME] [--model MODEL]
  *           [--root DIR] [--dataset FILE] [--max-body BYTES]
+ *           [--header-timeout MS] [--idle-timeout MS]
  * Endpoints: GET /plaintext, GET /json, GET|POST /baseline11?a=&b=,
  * GET /pipeline, GET /json/{count}?m=M (gzip with Accept-Encoding: gzip),
  * POST /upload, GET /static/NAME, GET /metrics.
@@ -26,6 +27,7 @@ static struct {
     vx_backend backend;
     vx_model model;
     size_t max_body;
+    uint64_t header_timeout_ms, idle_timeout_ms; /* 0: the library's defaults */
 } opt = {.host = "127.0.0.1", .port = 8080, .model = {VX_MODEL_SINGLE, 1}};
 
 static vx_server *server;
@@ -459,14 +461,23 @@ static void usage(FILE *f) {
                "auto|select|poll|epoll|epoll-et|uring]\n"
                "               [--model "
                "single|reuseport:N|handoff:N|shared:N|procs:N|thread-per-conn|fork-per-conn]\n"
-               "               [--root DIR] [--dataset FILE] [--max-body BYTES]\n");
+               "               [--root DIR] [--dataset FILE] [--max-body BYTES]\n"
+               "               [--header-timeout MS] [--idle-timeout MS]\n");
 }
 
 static void parse_args(int argc, char **argv) {
     static const struct option longs[] = {
-        {"host", 1, 0, 'h'},     {"port", 1, 0, 'p'}, {"backend", 1, 0, 'b'},
-        {"model", 1, 0, 'm'},    {"root", 1, 0, 'r'}, {"dataset", 1, 0, 'd'},
-        {"max-body", 1, 0, 'x'}, {"help", 0, 0, '?'}, {0, 0, 0, 0},
+        {"host", 1, 0, 'h'},
+        {"port", 1, 0, 'p'},
+        {"backend", 1, 0, 'b'},
+        {"model", 1, 0, 'm'},
+        {"root", 1, 0, 'r'},
+        {"dataset", 1, 0, 'd'},
+        {"max-body", 1, 0, 'x'},
+        {"header-timeout", 1, 0, 'H'},
+        {"idle-timeout", 1, 0, 'i'},
+        {"help", 0, 0, '?'},
+        {0, 0, 0, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -485,6 +496,12 @@ static void parse_args(int argc, char **argv) {
             break;
         case 'x':
             opt.max_body = strtoull(optarg, NULL, 10);
+            break;
+        case 'H':
+            opt.header_timeout_ms = strtoull(optarg, NULL, 10);
+            break;
+        case 'i':
+            opt.idle_timeout_ms = strtoull(optarg, NULL, 10);
             break;
         case 'm':
             opt.model = app_model("vx-http", optarg);
@@ -658,7 +675,10 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
-    vx_http_opts ho = {.server_name = "vortex", .max_body = opt.max_body};
+    vx_http_opts ho = {.server_name = "vortex",
+                       .max_body = opt.max_body,
+                       .header_timeout_ms = opt.header_timeout_ms,
+                       .idle_timeout_ms = opt.idle_timeout_ms};
     if (vx_http_new(&http, &ho) < 0 || routes() != 0) {
         fprintf(stderr, "vx-http: cannot set up the routes\n");
         return 1;
@@ -684,6 +704,7 @@ int main(int argc, char **argv) {
            blocking ? "blocking" : vx_backend_name(opt.backend), model);
     fflush(stdout);
     rc = vx_server_run(server);
+    app_ignore_stop_signals(); /* on_signal must not see the server freed below */
     if (rc < 0)
         fprintf(stderr, "vx-http: %s\n", vx_strerror(rc));
     vx_server_free(server);

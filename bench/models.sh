@@ -37,61 +37,18 @@ VX_ECHO=${VX_ECHO:-build/bin/vx-echo}
 OUT=build/bench
 CC=${CC:-cc}
 BENCH_CFLAGS=(-O2 -g -std=c11 -Wall -Wextra)
-HZ=$(getconf CLK_TCK)
 
 SRV_PID='' CLIENT_PID='' TMP=''
-note() { echo "models.sh: $*" >&2; }
-die() { note "$*"; exit 2; }
-
-# ------------------------------------------------------ the server tree
-# Every process and thread the server started: threads are tasks of its
-# process, worker/connection processes are found through
-# /proc/PID/task/*/children, level by level (one cat per level).
-tree_pids() {
-    local level=("$1") next all=()
-    while [ ${#level[@]} -gt 0 ]; do
-        all+=("${level[@]}")
-        # shellcheck disable=SC2046  # the globs are expanded on purpose
-        next=$(cat $(printf '/proc/%s/task/*/children ' "${level[@]}") 2>/dev/null)
-        # shellcheck disable=SC2206
-        level=($next)
-    done
-    echo "${all[@]}"
-}
-
-# Kill only what we started: the server and its descendants, by PID.
-kill_tree() {
-    local sig=$1 pids
-    [ -n "$SRV_PID" ] || return 0
-    pids=$(tree_pids "$SRV_PID")
-    # shellcheck disable=SC2086
-    kill "-$sig" $pids 2>/dev/null
-}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh # note, die, kv, ports, the tree, start/stop by PID, /proc counters
 
 cleanup() {
     [ -n "$CLIENT_PID" ] && kill -KILL "$CLIENT_PID" 2>/dev/null
-    kill_tree KILL
+    kill_tree KILL "$SRV_PID"
     [ -n "$TMP" ] && rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'note interrupted; exit 130' INT TERM
-
-# ----------------------------------------------------------------- ports
-# As in run.sh: /proc/net/tcp{,6}, never a probing connect().
-port_hex() { printf '%04X' "$1"; }
-port_used() {
-    awk -v p=":$(port_hex "$1")" 'FNR > 1 && substr($2, length($2) - 4) == p { f = 1 }
-        END { exit !f }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
-}
-port_listening() {
-    awk -v p=":$(port_hex "$1")" 'FNR > 1 && $4 == "0A" && substr($2, length($2) - 4) == p { f = 1 }
-        END { exit !f }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
-}
-free_port() {
-    local p=$PORT_BASE
-    while port_used "$p"; do p=$((p + 1)); done
-    echo "$p"
-}
 
 # --------------------------------------------------------------- servers
 server_cmd() { # model port
@@ -107,76 +64,24 @@ start_server() {
     # shellcheck disable=SC2046
     taskset -c "$SERVER_CPU" $(server_cmd "$model" "$port") > "$TMP/srv.out" 2> "$TMP/srv.err" &
     SRV_PID=$!
-    for _ in $(seq 200); do # up to 10 s
-        if ! kill -0 "$SRV_PID" 2>/dev/null; then
-            wait "$SRV_PID" 2>/dev/null; SRV_PID=
-            return 1
-        fi
-        grep -q "^listening .*:$port\b" "$TMP/srv.out" && port_listening "$port" && return 0
-        sleep 0.05
-    done
-    echo "did not come up in 10 s" >> "$TMP/srv.err"
-    stop_server "$port"
-    return 1
-}
-
-# stop_server PORT: SIGTERM to the server (procs: the master stops its
-# workers), SIGKILL to the whole tree after 10 s; wait until PORT is free.
-stop_server() {
-    [ -n "$SRV_PID" ] || return 0
-    local pids
-    pids=$(tree_pids "$SRV_PID")
-    kill -TERM "$SRV_PID" 2>/dev/null
-    for _ in $(seq 200); do kill -0 "$SRV_PID" 2>/dev/null || break; sleep 0.05; done
-    if kill -0 "$SRV_PID" 2>/dev/null; then
-        note "server $SRV_PID ignored SIGTERM for 10 s: SIGKILL to its tree"
-        kill_tree KILL
-    fi
-    wait "$SRV_PID" 2>/dev/null
-    # Descendants that outlived their parent (reparented): by the PIDs seen.
-    # shellcheck disable=SC2086
-    kill -KILL $pids 2>/dev/null
-    SRV_PID=
-    for _ in $(seq 100); do port_listening "$1" || break; sleep 0.05; done
+    await_server "$port" "^listening .*:$port\b"
 }
 
 # ------------------------------------------------------------ accounting
 # snapshot PID -> "ticks vcsw ivcsw nproc ntasks busy_all total_all busy_core total_core t_us sched_ns"
-# sched_ns: on-CPU time of every task of the tree (schedstat, nanoseconds):
-# the CPU figure. ticks: utime+stime+cutime+cstime summed over the tree, kept
-# as a cross-check only: the kernel reports each process's time truncated to
-# whole ticks (10 ms), so 1000 processes that each ran 5 ms in the window
-# (fork-per-conn) would add up to nothing. Switches: voluntary / involuntary
-# over every task of the tree. Tasks that end inside the window take their
-# time and switches with them; in this benchmark every connection, and so
-# every per-connection thread or process, lives across the whole window.
+# over the server's whole tree (lib.sh: tree_counters, host_counters).
+# sched_ns (schedstat) is the CPU figure; ticks only a cross-check, since
+# the kernel truncates each process's time to whole 10 ms ticks and 1000
+# processes that each ran 5 ms in the window (fork-per-conn) would add up
+# to nothing. In this benchmark every connection, and so every
+# per-connection thread or process, lives across the whole window.
 snapshot() {
-    local pids p files=() sfiles=() tfiles=()
-    pids=$(tree_pids "$1")
-    for p in $pids; do
-        files+=("/proc/$p/stat"); sfiles+=("/proc/$p/task/*/status")
-        tfiles+=("/proc/$p/task/*/schedstat")
-    done
-    local ticks nproc ntasks csw sched
-    # comm may hold spaces: fields are counted after the last ") "
-    read -r ticks nproc < <(cat "${files[@]}" 2>/dev/null | awk '{
-        sub(/^.*\) /, ""); t += $12 + $13 + $14 + $15; n++ } END { print t + 0, n + 0 }')
-    # shellcheck disable=SC2068  # the task globs are expanded on purpose
-    csw=$(cat ${sfiles[@]} 2>/dev/null | awk '
-        /^voluntary_ctxt_switches/ { v += $2; n++ } /^nonvoluntary_ctxt_switches/ { i += $2 }
-        END { print v + 0, i + 0, n + 0 }')
-    read -r v i ntasks <<< "$csw"
-    # shellcheck disable=SC2068
-    sched=$(cat ${tfiles[@]} 2>/dev/null | awk '{ s += $1 } END { printf "%.0f", s }')
-    awk -v ticks="$ticks" -v v="$v" -v i="$i" -v np="$nproc" -v nt="$ntasks" -v sched="$sched" \
-        -v core="cpu$SERVER_CPU" -v t="${EPOCHREALTIME/./}" '
-        $1 ~ /^cpu/ { b = $2 + $3 + $4 + $7 + $8; tot = b + $5 + $6 + $9 }
-        $1 == "cpu" { ba = b; ta = tot }
-        $1 == core { bc = b; tc = tot }
-        END { print ticks, v, i, np, nt, ba, ta, bc, tc, t, sched }' /proc/stat
+    local c
+    c=$(tree_counters "$1") || return 1
+    # shellcheck disable=SC2046,SC2086
+    set -- $c $(host_counters) # ticks v iv nproc ntasks sched, ba ta bc tc st t
+    echo "$1 $2 $3 $4 $5 $7 $8 $9 ${10} ${12} $6"
 }
-
-kv() { local k=$1; shift; sed -n "s/.*\\b$k=\\([^ ]*\\).*/\\1/p" <<< "$*"; }
 
 # account S0 S1 RESULT -> computed key=value fields
 account() {
@@ -303,11 +208,6 @@ table() {
                 errs[g], fails[g]
         }
     }' "$1"
-}
-
-host_noise() {
-    printf 'load=%s top:' "$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')"
-    ps -eo pcpu=,pid=,comm= --sort=-pcpu | awk '$1 > 5 { printf " %s(%s%%)", $3, $1 }' | head -c 200
 }
 
 environment() {

@@ -37,38 +37,19 @@ OUT=build/bench
 CC=${CC:-cc}
 BENCH_CFLAGS=(-O2 -g -std=c11 -Wall -Wextra)
 PEER_CFLAGS=(-O2 -g)
-HZ=$(getconf CLK_TCK)
 
 SRV_PID='' CLIENT_PID='' TMP=''
-note() { echo "run.sh: $*" >&2; }
-die() { note "$*"; exit 2; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh     # note, die, kv, ports, start/stop by PID, /proc counters
 
 # Kill only what we started, by PID.
 cleanup() {
     [ -n "$CLIENT_PID" ] && kill -KILL "$CLIENT_PID" 2>/dev/null
-    [ -n "$SRV_PID" ] && kill -KILL "$SRV_PID" 2>/dev/null
+    kill_tree KILL "$SRV_PID"
     [ -n "$TMP" ] && rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'note interrupted; exit 130' INT TERM
-
-# ----------------------------------------------------------------- ports
-# Ports are looked up in /proc/net/tcp{,6} rather than probed with connect(),
-# so checking never opens a connection to somebody else's server.
-port_hex() { printf '%04X' "$1"; }
-port_used() {   # any socket, any state, bound to local port $1
-    awk -v p=":$(port_hex "$1")" 'FNR > 1 && substr($2, length($2) - 4) == p { f = 1 }
-        END { exit !f }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
-}
-port_listening() {
-    awk -v p=":$(port_hex "$1")" 'FNR > 1 && $4 == "0A" && substr($2, length($2) - 4) == p { f = 1 }
-        END { exit !f }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
-}
-free_port() {
-    local p=$PORT_BASE
-    while port_used "$p"; do p=$((p + 1)); done
-    echo "$p"
-}
 
 # ---------------------------------------------------------------- build
 build() {
@@ -107,40 +88,17 @@ server_cmd() {  # label port -> command line
     esac
 }
 
-# start_server LABEL PORT: pinned to SERVER_CPU; sets SRV_PID. vx-echo is up
-# when it printed its listening line, a peer when its port is listening.
+# start_server LABEL PORT: pinned to SERVER_CPU; sets SRV_PID. Up once the
+# port listens and, for vx-echo, it printed its listening line.
 start_server() {
-    local label=$1 port=$2
+    local label=$1 port=$2 pattern=
     : > "$TMP/srv.out"; : > "$TMP/srv.err"
     # shellcheck disable=SC2046  # the command line is split on purpose
     taskset -c "$SERVER_CPU" $(server_cmd "$label" "$port") > "$TMP/srv.out" 2> "$TMP/srv.err" &
     SRV_PID=$!
-    for _ in $(seq 200); do     # up to 10 s
-        if ! kill -0 "$SRV_PID" 2>/dev/null; then
-            wait "$SRV_PID" 2>/dev/null; SRV_PID=
-            return 1
-        fi
-        case $label in
-        vx-*) grep -q "^listening 127.0.0.1:$port backend=${label#vx-}\$" "$TMP/srv.out" && return 0 ;;
-        *) port_listening "$port" && return 0 ;;
-        esac
-        sleep 0.05
-    done
-    stop_server "$port"
-    echo "did not come up in 10 s" >> "$TMP/srv.err"
-    return 1
-}
-
-# stop_server PORT: SIGTERM (vx-echo prints its counters), SIGKILL after 5 s;
-# then wait until nothing listens on PORT (io_uring releases it late).
-stop_server() {
-    [ -n "$SRV_PID" ] || return 0
-    kill -TERM "$SRV_PID" 2>/dev/null
-    for _ in $(seq 100); do kill -0 "$SRV_PID" 2>/dev/null || break; sleep 0.05; done
-    kill -0 "$SRV_PID" 2>/dev/null && kill -KILL "$SRV_PID"
-    wait "$SRV_PID" 2>/dev/null
-    SRV_PID=
-    for _ in $(seq 100); do port_listening "$1" || break; sleep 0.05; done
+    # the backend asked for, followed by the end of the line or " model=..."
+    case $label in vx-*) pattern="^listening 127.0.0.1:$port backend=${label#vx-}\( \|\$\)" ;; esac
+    await_server "$port" "$pattern"
 }
 
 # Which of the wanted servers start at all; the others are skipped with a note.
@@ -170,33 +128,16 @@ preflight() {
 
 # ------------------------------------------------------------ accounting
 # snapshot PID: "ticks csw sched_ns busy_all total_all busy_core total_core steal_all t_us"
-# ticks = utime+stime of the whole process (all threads, incl. io_uring
-# workers); csw = voluntary+involuntary switches summed over its threads;
-# sched_ns = on-CPU time from schedstat (ns, cross-check); busy/total from
-# /proc/stat (busy = user+nice+system+irq+softirq; steal kept apart).
+# ticks = utime+stime of the process (all threads, incl. io_uring workers);
+# csw = voluntary+involuntary switches over its threads; sched_ns = on-CPU
+# time from schedstat (ns, cross-check); the rest from /proc/stat (lib.sh).
 snapshot() {
-    local pid=$1 line
-    read -r line < "/proc/$pid/stat" || return 1
-    line=${line##*) }
-    # shellcheck disable=SC2086
-    set -- $line
-    local ticks=$((${12} + ${13}))
-    local csw sched
-    # through cat: threads (io_uring workers) may exit while we read, and
-    # mawk gives up at the first file that vanished
-    csw=$(cat /proc/"$pid"/task/*/status 2>/dev/null |
-        awk '/^(non)?voluntary_ctxt_switches/ { s += $2 } END { print s + 0 }')
-    sched=$(cat /proc/"$pid"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f", s }')
-    awk -v ticks="$ticks" -v csw="$csw" -v sched="$sched" -v core="cpu$SERVER_CPU" \
-        -v t="${EPOCHREALTIME/./}" '
-        $1 ~ /^cpu/ { b = $2 + $3 + $4 + $7 + $8; tot = b + $5 + $6 + $9 }
-        $1 == "cpu" { ba = b; ta = tot; st = $9 }
-        $1 == core { bc = b; tc = tot }
-        END { print ticks, csw, sched, ba, ta, bc, tc, st, t }' /proc/stat
+    local c
+    c=$(tree_counters "$1") || return 1
+    # shellcheck disable=SC2046,SC2086
+    set -- $c $(host_counters) # ticks v iv nproc ntasks sched, ba ta bc tc st t
+    echo "$1 $(($2 + $3)) $6 $7 $8 $9 ${10} ${11} ${12}"
 }
-
-# kv KEY LINE: value of KEY=... in a space-separated key=value line
-kv() { local k=$1; shift; sed -n "s/.*\\b$k=\\([^ ]*\\).*/\\1/p" <<< "$*"; }
 
 # account S0 S1 RESULT STATS SIZE -> the computed key=value fields
 account() {
@@ -276,12 +217,6 @@ run_one() {
     note "$(printf '%-12s %5s B  %7s msg/s  %s us/msg  %s sys/msg  errors=%s' "$label" "$size" \
         "$(kv msg_per_s "$line")" "$(kv cpu_us_per_msg "$line")" \
         "$(kv sys_per_msg "$line")" "$(kv errors "$line")")"
-}
-
-# Top CPU users other than us: noise from other work on the host, for the log.
-host_noise() {
-    printf 'load=%s top:' "$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')"
-    ps -eo pcpu=,pid=,comm= --sort=-pcpu | awk '$1 > 5 { printf " %s(%s%%)", $3, $1 }' | head -c 200
 }
 
 environment() {

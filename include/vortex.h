@@ -108,6 +108,7 @@ VX_API int vx_loop_defer(vx_loop *loop, vx_fn fn, void *arg);
 #define VX_SYSCALL_KINDS(X)                                                                        \
     X(READ, "read")                                                                                \
     X(WRITE, "write")                                                                              \
+    X(SENDFILE, "sendfile")                                                                        \
     X(ACCEPT, "accept")                                                                            \
     X(CONNECT, "connect")                                                                          \
     X(CLOSE, "close")                                                                              \
@@ -228,8 +229,24 @@ VX_API int vx_conn_fd(const vx_conn *c);
 /* Queue bytes (copied); flushed once at the end of this loop turn with one
  * write/writev. 0, -EPIPE after shutdown/close, -ENOMEM. */
 VX_API int vx_conn_write(vx_conn *c, const void *data, size_t len);
-/* Bytes queued and not yet accepted by the kernel. */
+/* Queue len bytes of the file fd from offset off behind what is queued; they
+ * go out with sendfile(2), no copy through user space. The connection takes
+ * fd, also when this fails: it is closed once sent or when the connection
+ * closes (dup() it to keep one). The bytes count in vx_conn_queued() and the
+ * water marks; more than 16 queued files count as above the high-water mark.
+ * fd must suit sendfile (a regular file); reading it may block the loop on a
+ * page-cache miss. If the file ends before off + len, the connection closes
+ * with -ENODATA. sendfile(2) has no MSG_NOSIGNAL, so the loop's thread gets
+ * SIGPIPE blocked at the first file it sends. 0, -EPIPE, -EBADF, -EINVAL
+ * (range past 2^63), -ENOMEM. */
+VX_API int vx_conn_sendfile(vx_conn *c, int fd, uint64_t off, uint64_t len);
+/* Bytes (memory and file) queued and not yet accepted by the kernel. */
 VX_API size_t vx_conn_queued(const vx_conn *c);
+/* Reading is paused by the high-water mark; on_drain follows once the queue
+ * falls below the low one, and input left unconsumed is then handed again.
+ * So a protocol answering pipelined requests stops taking new ones while
+ * this is true, and resumes by itself. */
+VX_API bool vx_conn_congested(const vx_conn *c);
 /* Pause reading once more than `high` bytes are queued, resume below `low`.
  * Defaults 1 MiB / 256 KiB. `high` 0 disables the pause. */
 VX_API void vx_conn_set_watermarks(vx_conn *c, size_t low, size_t high);
@@ -583,8 +600,9 @@ VX_API int vx_http_end(vx_http_req *r);
 VX_API bool vx_http_congested(const vx_http_req *r);
 VX_API void vx_http_on_drain(vx_http_req *r, vx_http_handler fn, void *data);
 /* After vx_http_begin(length = len): the rest of the body is len bytes of fd
- * from off; the response ends by itself once they are sent. fd becomes the
- * server's (closed when done). 0 or -errno. */
+ * from off, queued for sendfile(2) (vx_conn_sendfile); the response ends here.
+ * fd becomes the server's (closed when sent, also on failure). 0, -EINVAL
+ * (chunked, or more than announced), or the vx_conn_sendfile error. */
 VX_API int vx_http_send_fd(vx_http_req *r, int fd, off_t off, uint64_t len);
 /* A static file: name (decoded, relative) under root, with Content-Type by
  * extension, Last-Modified/If-Modified-Since (304), a single Range (206/416);

@@ -1,5 +1,6 @@
 #include "core/buf.h"
 #include "core/common.h"
+#include <unistd.h>
 
 int vx__buf_reserve(vx__buf *b, size_t extra) {
     size_t need = (size_t)b->len + extra;
@@ -101,9 +102,62 @@ int vx__outq_append(vx__outq *q, vx__chunk_cache *cc, const void *p, size_t n) {
     return 0;
 }
 
+char *vx__outq_reserve(vx__outq *q, vx__chunk_cache *cc, size_t n) {
+    vx__chunk *t = q->tail;
+    if (t && t->cap - t->len >= n)
+        return t->data + t->len;
+    if (n > UINT32_MAX || !(t = chunk_new(cc, n)))
+        return NULL;
+    if (q->tail)
+        q->tail->next = t;
+    else
+        q->head = t;
+    q->tail = t;
+    return t->data;
+}
+
+void vx__outq_commit(vx__outq *q, size_t n) {
+    q->tail->len += (uint32_t)n;
+    q->bytes += n;
+}
+
+int vx__outq_append_file(vx__outq *q, int fd, uint64_t off, uint64_t len) {
+    vx__chunk *f = vx__malloc(sizeof *f);
+    if (!f)
+        return -ENOMEM;
+    *f = (vx__chunk){.fd = fd, .fpos = off, .fleft = len}; /* cap 0: a file segment */
+    if (q->tail)
+        q->tail->next = f;
+    else
+        q->head = f;
+    q->tail = f;
+    q->bytes += len;
+    q->files++;
+    return 0;
+}
+
+vx__chunk *vx__outq_file(const vx__outq *q) {
+    return q->head && vx__chunk_is_file(q->head) ? q->head : NULL;
+}
+
+/* Unlink the head chunk; a file segment's fd is closed with it. */
+static void pop_head(vx__outq *q, vx__chunk_cache *cc) {
+    vx__chunk *c = q->head;
+    q->head = c->next;
+    if (!q->head)
+        q->tail = NULL;
+    if (vx__chunk_is_file(c)) {
+        close(c->fd);
+        q->files--;
+        vx__free(c);
+        return;
+    }
+    chunk_release(cc, c);
+}
+
 int vx__outq_iov(const vx__outq *q, struct iovec *iov, int max) {
     int n = 0;
-    for (const vx__chunk *c = q->head; c && n < max; c = c->next) {
+    for (const vx__chunk *c = q->head; c && n < max && !vx__chunk_is_file(c); c = c->next) {
         iov[n].iov_base = (char *)c->data + c->off;
         iov[n].iov_len = c->len - c->off;
         n++;
@@ -115,27 +169,27 @@ void vx__outq_consume(vx__outq *q, vx__chunk_cache *cc, size_t n) {
     q->bytes -= n;
     while (n) {
         vx__chunk *c = q->head;
-        size_t avail = c->len - c->off;
+        bool file = vx__chunk_is_file(c);
+        uint64_t avail = file ? c->fleft : c->len - c->off;
         if (n < avail) {
-            c->off += (uint32_t)n;
+            if (file) {
+                c->fpos += n;
+                c->fleft -= n;
+            } else {
+                c->off += (uint32_t)n;
+            }
             return;
         }
-        n -= avail;
-        q->head = c->next;
-        if (!q->head)
-            q->tail = NULL;
-        chunk_release(cc, c);
+        n -= (size_t)avail;
+        pop_head(q, cc);
     }
 }
 
 void vx__outq_clear(vx__outq *q, vx__chunk_cache *cc) {
-    while (q->head) {
-        vx__chunk *c = q->head;
-        q->head = c->next;
-        chunk_release(cc, c);
-    }
-    q->tail = NULL;
+    while (q->head)
+        pop_head(q, cc);
     q->bytes = 0;
+    q->files = 0; /* also for lists spliced together without their counts */
 }
 
 void vx__chunk_cache_free(vx__chunk_cache *cc) {

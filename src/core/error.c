@@ -13,7 +13,7 @@
                 X(EAFNOSUPPORT) X(EADDRINUSE) X(EADDRNOTAVAIL) X(ENETDOWN) X(ENETUNREACH)          \
                     X(ECONNABORTED) X(ECONNRESET) X(ENOBUFS) X(EISCONN) X(ENOTCONN) X(ETIMEDOUT)   \
                         X(ECONNREFUSED) X(EHOSTUNREACH) X(EALREADY) X(EINPROGRESS) X(ECANCELED)    \
-                            X(EOVERFLOW) X(EPROTO) X(E2BIG)
+                            X(EOVERFLOW) X(EPROTO) X(E2BIG) X(ENODATA)
 
 const char *vx_err_name(int err) {
     if (err == INT_MIN) /* cannot be negated */

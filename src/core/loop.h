@@ -173,6 +173,13 @@ void vx__conn_eof(vx_conn *c);
 void vx__conn_error(vx_conn *c, int err, int kind);
 /* The kernel accepted n bytes of queued output. */
 void vx__conn_sent(vx_conn *c, size_t n);
+/* One sendfile(2) of the file segment f at the head of c's queue (counted,
+ * never raising SIGPIPE); *offered is what it asked for. As sendfile: the
+ * count, or -1 with errno. */
+ssize_t vx__conn_send_file(vx_conn *c, const vx__chunk *f, size_t *offered);
+/* vx__conn_send_file() returned 0: the file is shorter than the range
+ * queued. Logs and closes c (-ENODATA). */
+void vx__conn_file_short(vx_conn *c, const vx__chunk *f);
 void vx__conn_connected(vx_conn *c, int err);
 /* A new connection on accepted/created fd; NULL on -ENOMEM (fd left open). */
 vx_conn *vx__conn_new(vx_loop *loop, int fd, bool nodelay);
@@ -199,6 +206,11 @@ void vx__conn_flush_all(vx_loop *loop);
 void vx__conn_schedule_again(vx_conn *c);
 /* Send c's queue in this turn's end-of-turn flush. */
 void vx__conn_schedule_flush(vx_conn *c);
+/* Build output in place (the HTTP server's response heads): room for n bytes
+ * at the end of c's queue, then commit the bytes written (0 is allowed).
+ * 0, -EPIPE (closing) or -ENOMEM. */
+int vx__conn_reserve(vx_conn *c, size_t n, char **out);
+void vx__conn_commit(vx_conn *c, size_t n);
 
 /* Engines (engine/reactor.c, engine/uring.c). */
 extern const vx__engine vx__reactor_engine;

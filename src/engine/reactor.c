@@ -5,7 +5,9 @@
  * connections, like the hand-written loops); write interest only while a
  * write is blocked. Edge-triggered: interest is registered once, reads go on
  * until a short read (the kernel raises a new edge for data that arrives
- * later) with a budget per turn, and writes wait for the next edge. */
+ * later) with a budget per turn, and writes wait for the next edge.
+ * Output goes in queue order: memory chunks with one writev, a file segment
+ * with sendfile(2) (vx__conn_send_file), then on to what follows it. */
 #include "net/conn.h"
 #include "poller/poller.h"
 #include <sys/socket.h>
@@ -51,7 +53,9 @@ static bool read_once(vx_conn *c, bool *short_read) {
         return false;
     }
     VX__COUNT_SYS(c->h.loop, READ);
-    ssize_t n = read(c->h.fd, p, cap);
+    /* recv, not read: conns are sockets, and it skips the VFS layer's
+     * per-call checks and notification hooks. */
+    ssize_t n = recv(c->h.fd, p, cap, 0);
     if (n > 0) {
         *short_read = (size_t)n < cap;
         vx__conn_input(c, p, (size_t)n);
@@ -108,18 +112,22 @@ static void reactor_read_again(vx_conn *c) {
 
 /* ------------------------------------------------------------ writing */
 
-/* One send of (up to MAX_IOV chunks of) the queue; *offered is what it tried. */
+/* One send of (up to MAX_IOV chunks of) the queue's memory up to its first
+ * file segment; *offered is what it tried. MSG_MORE when a file segment
+ * follows: a response head then leaves in one segment with the start of its
+ * body (the sendfile comes right after) instead of in a packet of its own. */
 static ssize_t send_queue(vx_conn *c, size_t *offered) {
     struct iovec iov[MAX_IOV];
     int cnt = vx__outq_iov(&c->out, iov, MAX_IOV);
     *offered = 0;
     for (int i = 0; i < cnt; i++)
         *offered += iov[i].iov_len;
+    int flags = MSG_NOSIGNAL | (cnt < MAX_IOV && *offered < c->out.bytes ? MSG_MORE : 0);
     VX__COUNT_SYS(c->h.loop, WRITE);
     if (cnt == 1)
-        return send(c->h.fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+        return send(c->h.fd, iov[0].iov_base, iov[0].iov_len, flags);
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
-    return sendmsg(c->h.fd, &msg, MSG_NOSIGNAL);
+    return sendmsg(c->h.fd, &msg, flags);
 }
 
 static void set_blocked(vx_conn *c, bool blocked) {
@@ -130,10 +138,12 @@ static void set_blocked(vx_conn *c, bool blocked) {
         poller_set(&c->h, lt_interest(c));
 }
 
+/* Memory chunks with writev, file segments with sendfile, in queue order. */
 static void reactor_flush(vx_conn *c) {
     while (c->out.bytes) {
         size_t offered;
-        ssize_t n = send_queue(c, &offered);
+        const vx__chunk *f = vx__outq_file(&c->out);
+        ssize_t n = f ? vx__conn_send_file(c, f, &offered) : send_queue(c, &offered);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR) {
                 set_blocked(c, true);
@@ -142,11 +152,18 @@ static void reactor_flush(vx_conn *c) {
             vx__conn_error(c, -errno, VX_ERRK_WRITE);
             return;
         }
+        if (n == 0 && f) {
+            vx__conn_file_short(c, f);
+            return;
+        }
         vx__conn_sent(c, (size_t)n);
         if (c->h.hflags & VX__HF_CLOSING)
             return;
-        if ((size_t)n < offered) {
-            set_blocked(c, true); /* the socket buffer is full */
+        /* Short: the socket buffer is full, or (sendfile) the file ended. Edge
+         * mode asks again at once, since only a full buffer brings a new edge;
+         * a level-triggered poller reports a socket that still has room. */
+        if ((size_t)n < offered && !(f && edge(c->h.loop))) {
+            set_blocked(c, true);
             return;
         }
     }

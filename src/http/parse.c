@@ -155,7 +155,7 @@ __attribute__((target("avx2"))) static const char *scan_avx2(const char *p, cons
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_best;  /* best level this CPU has: 0 scalar, 1 SSE4.2, 2 AVX2 */
-static int g_level; /* level in use (atomic: tests may change it) */
+static int g_level = -1; /* level in use (atomic: tests may change it); -1 before init */
 
 static void http_init(void) {
     class_init(&classes[CL_TOKEN], is_tchar, "\x00\x20\"\"(),,//:@[]{\xff", 16);
@@ -171,12 +171,17 @@ static void http_init(void) {
     if (env && strcmp(env, "1") == 0)
         best = 0; /* a hard cap: the test hooks cannot lift it */
     g_best = best;
-    __atomic_store_n(&g_level, best, __ATOMIC_RELAXED);
+    __atomic_store_n(&g_level, best, __ATOMIC_RELEASE); /* the classes are built */
 }
 
+/* No pthread_once on the request path once initialised. */
 static int http_level(void) {
-    pthread_once(&g_once, http_init);
-    return __atomic_load_n(&g_level, __ATOMIC_RELAXED);
+    int level = __atomic_load_n(&g_level, __ATOMIC_ACQUIRE);
+    if (__builtin_expect(level < 0, 0)) {
+        pthread_once(&g_once, http_init);
+        level = __atomic_load_n(&g_level, __ATOMIC_ACQUIRE);
+    }
+    return level;
 }
 
 int vx__http_simd_cap(int level) {
@@ -224,6 +229,18 @@ static ssize_t fail(const ctx *x, int status, const char *why) {
 /* Out of bytes before the head ended. */
 static ssize_t starve(const ctx *x) {
     return x->capped ? fail(x, 431, "request header section too large") : VX_HTTP_INCOMPLETE;
+}
+
+static uint64_t load8(const char *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static uint32_t load4(const char *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
 }
 
 static int lower(int c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
@@ -307,14 +324,21 @@ static ssize_t parse_request_line(const ctx *x, const char **pp, vx_http_request
     bool line_capped = (size_t)(x->hend - p) > VX_HTTP_MAX_LINE;
     const char *e = line_capped ? p + VX_HTTP_MAX_LINE + 1 : x->hend;
 #define OUT_OF_LINE() (line_capped ? fail(x, 414, "request line too long") : starve(x))
-    const char *q = scan(x, p, e, CL_TOKEN);
-    if (q == e)
-        return OUT_OF_LINE();
-    if (*q != ' ' || q == p)
-        return fail(x, 400, "invalid method");
-    req->method_name = (vx_http_slice){p, (size_t)(q - p)};
-    req->method = method_of(req->method_name);
-    p = q + 1;
+    const char *q;
+    if (e - p > 4 && load4(p) == load4("GET ")) { /* most requests: no scan, no lookup */
+        req->method_name = (vx_http_slice){p, 3};
+        req->method = VX_HTTP_GET;
+        p += 4;
+    } else {
+        q = scan(x, p, e, CL_TOKEN);
+        if (q == e)
+            return OUT_OF_LINE();
+        if (*q != ' ' || q == p)
+            return fail(x, 400, "invalid method");
+        req->method_name = (vx_http_slice){p, (size_t)(q - p)};
+        req->method = method_of(req->method_name);
+        p = q + 1;
+    }
     q = scan(x, p, e, CL_TARGET);
     if (q == e)
         return OUT_OF_LINE();
@@ -326,6 +350,13 @@ static ssize_t parse_request_line(const ctx *x, const char **pp, vx_http_request
         return fail(x, 400, "empty request target");
     req->target = (vx_http_slice){p, (size_t)(q - p)};
     p = q + 1;
+    /* "HTTP/1.1" CRLF wholly inside the line bound: the byte loop below would
+     * accept it, so one compare decides. */
+    if (e - p >= 10 && load8(p) == load8("HTTP/1.1") && p[8] == '\r' && p[9] == '\n') {
+        req->minor = 1;
+        *pp = p + 10;
+        return split_target(x, req);
+    }
     for (int i = 0; i < 8; i++) { /* HTTP/D.D, byte by byte so a prefix decides nothing */
         if (p + i == e)
             return OUT_OF_LINE();
@@ -349,8 +380,76 @@ static ssize_t parse_request_line(const ctx *x, const char **pp, vx_http_request
     return split_target(x, req);
 }
 
+/* The fields that frame a message, noted while the header section is parsed
+ * so that apply_framing() needs no second pass over the fields. */
+typedef struct framing {
+    int hosts, cls;
+    const vx_http_header *cl; /* the (last) Content-Length */
+    bool te, close, keep, expect;
+} framing;
+
+/* p[0..n) equals the lowercase literal lit (letters and '-', 4 <= n), ignoring
+ * ASCII case: OR 0x20 maps exactly A-Z onto a-z and only CR (never in a field
+ * line) onto '-', so a word compare is exact. Overlapping loads, no loop. */
+static bool fold_eq(const char *p, const char *lit, size_t n) {
+    if (n < 8)
+        return ((load4(p) | 0x20202020u) ^ load4(lit)) == 0 &&
+               ((load4(p + n - 4) | 0x20202020u) ^ load4(lit + n - 4)) == 0;
+    const uint64_t f = 0x2020202020202020ull;
+    for (size_t i = 0; i + 8 < n; i += 8)
+        if ((load8(p + i) | f) != load8(lit + i))
+            return false;
+    return (load8(p + n - 8) | f) == load8(lit + n - 8);
+}
+
+/* Comma-separated Connection options: close and keep-alive. */
+static void connection_options(vx_http_slice v, framing *f) {
+    if (v.n == 10 && fold_eq(v.p, "keep-alive", 10)) {
+        f->keep = true;
+        return;
+    }
+    if (v.n == 5 && fold_eq(v.p, "close", 5)) {
+        f->close = true;
+        return;
+    }
+    const char *p = v.p, *end = p + v.n;
+    vx_http_slice el;
+    while (list_next(&p, end, &el)) {
+        f->close |= ieq(el, "close");
+        f->keep |= ieq(el, "keep-alive");
+    }
+}
+
+static void note_field(framing *f, const vx_http_header *h) {
+    const char *n = h->name.p;
+    switch (h->name.n) {
+    case 4:
+        f->hosts += fold_eq(n, "host", 4);
+        break;
+    case 6:
+        if (fold_eq(n, "expect", 6))
+            f->expect |= ieq(h->value, "100-continue");
+        break;
+    case 10:
+        if (fold_eq(n, "connection", 10))
+            connection_options(h->value, f);
+        break;
+    case 14:
+        if (fold_eq(n, "content-length", 14)) {
+            f->cls++;
+            f->cl = h;
+        }
+        break;
+    case 17:
+        f->te |= fold_eq(n, "transfer-encoding", 17);
+        break;
+    }
+}
+
+static bool is_ows(char c) { return c == ' ' || c == '\t'; }
+
 /* *( field-line CRLF ) CRLF */
-static ssize_t parse_headers(const ctx *x, const char **pp, vx_http_request *req) {
+static ssize_t parse_headers(const ctx *x, const char **pp, vx_http_request *req, framing *f) {
     const char *p = *pp, *end = x->hend;
     for (;;) {
         if (p == end)
@@ -365,7 +464,7 @@ static ssize_t parse_headers(const ctx *x, const char **pp, vx_http_request *req
         }
         if (*p == '\n')
             return fail(x, 400, "bare LF line ending");
-        if (*p == ' ' || *p == '\t')
+        if (is_ows(*p))
             return fail(x, 400, "obs-fold in header");
         if (req->nheaders == VX_HTTP_MAX_HEADERS)
             return fail(x, 431, "too many header fields");
@@ -374,13 +473,15 @@ static ssize_t parse_headers(const ctx *x, const char **pp, vx_http_request *req
             return starve(x);
         if (*q != ':')
             return fail(x, 400,
-                        *q == ' ' || *q == '\t' ? "whitespace before colon in header"
-                                                : "invalid character in header name");
+                        is_ows(*q) ? "whitespace before colon in header"
+                                   : "invalid character in header name");
         if (q == p)
             return fail(x, 400, "empty header name");
         vx_http_header *h = &req->headers[req->nheaders];
         h->name = (vx_http_slice){p, (size_t)(q - p)};
         p = q + 1;
+        while (p < end && is_ows(*p)) /* leading OWS (value bytes, so no early verdict) */
+            p++;
         q = scan(x, p, end, CL_VALUE);
         if (q == end)
             return starve(x);
@@ -391,8 +492,12 @@ static ssize_t parse_headers(const ctx *x, const char **pp, vx_http_request *req
             return starve(x);
         if (q[1] != '\n')
             return fail(x, 400, "bare CR in header value");
-        h->value = trim_ows(p, q);
+        const char *ve = q;
+        while (ve > p && is_ows(ve[-1]))
+            ve--;
+        h->value = (vx_http_slice){p, (size_t)(ve - p)};
         req->nheaders++;
+        note_field(f, h);
         p = q + 2;
     }
 }
@@ -439,61 +544,39 @@ static int64_t parse_length(vx_http_slice v) {
 }
 
 /* Message framing and connection semantics (RFC 9112 6, 9.3). */
-static ssize_t apply_framing(const ctx *x, vx_http_request *req) {
-    const vx_http_header *cl = NULL;
-    int hosts = 0, cls = 0;
-    bool te = false, close = false, keep = false, expect = false;
-    for (size_t i = 0; i < req->nheaders; i++) {
-        const vx_http_header *h = &req->headers[i];
-        if (ieq(h->name, "host")) {
-            hosts++;
-        } else if (ieq(h->name, "content-length")) {
-            cls++;
-            cl = h;
-        } else if (ieq(h->name, "transfer-encoding")) {
-            te = true;
-        } else if (ieq(h->name, "connection")) {
-            const char *p = h->value.p, *end = p + h->value.n;
-            vx_http_slice el;
-            while (list_next(&p, end, &el)) {
-                close |= ieq(el, "close");
-                keep |= ieq(el, "keep-alive");
-            }
-        } else if (ieq(h->name, "expect")) {
-            expect |= ieq(h->value, "100-continue");
-        }
-    }
-    if (hosts > 1)
+static ssize_t apply_framing(const ctx *x, vx_http_request *req, const framing *f) {
+    if (f->hosts > 1)
         return fail(x, 400, "duplicate Host");
-    if (hosts == 0 && req->minor == 1)
+    if (f->hosts == 0 && req->minor == 1)
         return fail(x, 400, "missing Host");
-    if (te) {
+    if (f->te) {
         if (req->minor == 0)
             return fail(x, 400, "Transfer-Encoding in HTTP/1.0");
-        if (cls)
+        if (f->cls)
             return fail(x, 400, "Content-Length and Transfer-Encoding both present");
         ssize_t rc = check_te(x, req);
         if (rc < 0)
             return rc;
         req->chunked = true;
-    } else if (cls) {
-        if (cls > 1)
+    } else if (f->cls) {
+        if (f->cls > 1)
             return fail(x, 400, "duplicate Content-Length");
-        req->content_length = parse_length(cl->value);
+        req->content_length = parse_length(f->cl->value);
         if (req->content_length < 0)
             return fail(x, 400, "invalid Content-Length");
     }
-    req->keep_alive = req->minor == 1 ? !close : keep && !close;
-    req->expect_continue = expect && req->minor == 1;
+    req->keep_alive = req->minor == 1 ? !f->close : f->keep && !f->close;
+    req->expect_continue = f->expect && req->minor == 1;
     return 0;
 }
 
-ssize_t vx_http_parse_request(const char *buf, size_t len, vx_http_request *req, int *status,
-                              const char **why) {
+/* The whole parse for one SIMD level, a constant once inlined. */
+static inline ssize_t parse_head(const char *buf, size_t len, vx_http_request *req, int *status,
+                                 const char **why, int level) {
     ctx x = {
         .hend = buf + (len > VX_HTTP_MAX_HEAD ? VX_HTTP_MAX_HEAD : len),
         .capped = len > VX_HTTP_MAX_HEAD,
-        .level = http_level(),
+        .level = level,
         .status = status,
         .why = why,
     };
@@ -516,16 +599,49 @@ ssize_t vx_http_parse_request(const char *buf, size_t len, vx_http_request *req,
             return fail(&x, 400, "bare CR before request line");
         p += 2;
     }
+    framing f = {0};
     ssize_t rc = parse_request_line(&x, &p, req);
     if (rc == 0)
-        rc = parse_headers(&x, &p, req);
+        rc = parse_headers(&x, &p, req, &f);
     if (rc == 0)
-        rc = apply_framing(&x, req);
+        rc = apply_framing(&x, req, &f);
     if (rc < 0) {
         req->keep_alive = false;
         return rc;
     }
     return p - buf;
+}
+
+/* One copy of the parser per level, each with every scan inlined (flatten),
+ * so the vector constants stay in registers across a whole head. */
+__attribute__((flatten)) static ssize_t parse_scalar(const char *buf, size_t len,
+                                                     vx_http_request *req, int *status,
+                                                     const char **why) {
+    return parse_head(buf, len, req, status, why, 0);
+}
+
+#if defined(__x86_64__)
+__attribute__((flatten, target("sse4.2"))) static ssize_t
+parse_sse42(const char *buf, size_t len, vx_http_request *req, int *status, const char **why) {
+    return parse_head(buf, len, req, status, why, 1);
+}
+
+__attribute__((flatten, target("avx2"))) static ssize_t
+parse_avx2(const char *buf, size_t len, vx_http_request *req, int *status, const char **why) {
+    return parse_head(buf, len, req, status, why, 2);
+}
+#endif
+
+ssize_t vx_http_parse_request(const char *buf, size_t len, vx_http_request *req, int *status,
+                              const char **why) {
+#if defined(__x86_64__)
+    int level = http_level();
+    if (level == 2)
+        return parse_avx2(buf, len, req, status, why);
+    if (level == 1)
+        return parse_sse42(buf, len, req, status, why);
+#endif
+    return parse_scalar(buf, len, req, status, why);
 }
 
 /* ---------------------------------------------------------- chunked bodies */
@@ -668,7 +784,10 @@ ssize_t vx_http_chunked_decode(vx_http_chunked *d, char *buf, size_t len, size_t
             continue;
         }
         const char *err = chunk_step(d, (uint8_t)buf[r]);
-        if (!err && d->state <= C_SIZE_LF && ++d->line_bytes > CHUNK_LINE_MAX)
+        /* C_SIZE0 is only re-entered by the LF ending a chunk's data: not part
+         * of the next size line, whose limit must not depend on its position. */
+        if (!err && d->state >= C_SIZE && d->state <= C_SIZE_LF &&
+            ++d->line_bytes > CHUNK_LINE_MAX)
             err = "chunk size line too long";
         if (!err && d->state >= C_TR_START && ++d->trailer_bytes > TRAILER_MAX)
             err = "trailer section too large";

@@ -1,60 +1,47 @@
-/* Responses, built straight into the connection's output queue: the status
- * line, Server, Date (cached per second), the caller's headers, framing and a
- * small body are assembled on the stack and queued with one vx_conn_write. */
+/* Responses, built in place at the end of the connection's output queue:
+ * the status line (preformatted for the common codes), Server, Date (cached
+ * per second), the caller's headers, framing and a small body are written
+ * straight into the queue's tail chunk: no stack buffer, no second copy. */
+#include "core/loop.h" /* vx__conn_reserve/commit */
 #include "http/server.h"
 #include <stdio.h>
 #include <unistd.h>
 
-#define HEAD_MAX 4096   /* status line + headers assembled on the stack */
-#define SMALL_BODY 4096 /* bodies up to this are copied in with the head */
-#define FILE_CHUNK (64 * 1024)
+#define HEADERS_MAX 3584 /* the caller's header lines */
+#define HEAD_FIXED 256   /* status line, Date, framing, Connection, CRLF */
+#define SMALL_BODY 8192  /* bodies up to this are copied in with the head */
+
+#define VX__HTTP_STATUSES(X)                                                                       \
+    X(100, "Continue")                                                                             \
+    X(200, "OK")                                                                                   \
+    X(201, "Created")                                                                              \
+    X(204, "No Content")                                                                           \
+    X(206, "Partial Content")                                                                      \
+    X(301, "Moved Permanently")                                                                    \
+    X(302, "Found")                                                                                \
+    X(304, "Not Modified")                                                                         \
+    X(400, "Bad Request")                                                                          \
+    X(403, "Forbidden")                                                                            \
+    X(404, "Not Found")                                                                            \
+    X(405, "Method Not Allowed")                                                                   \
+    X(408, "Request Timeout")                                                                      \
+    X(411, "Length Required")                                                                      \
+    X(413, "Content Too Large")                                                                    \
+    X(414, "URI Too Long")                                                                         \
+    X(416, "Range Not Satisfiable")                                                                \
+    X(431, "Request Header Fields Too Large")                                                      \
+    X(500, "Internal Server Error")                                                                \
+    X(501, "Not Implemented")                                                                      \
+    X(503, "Service Unavailable")                                                                  \
+    X(505, "HTTP Version Not Supported")
 
 const char *vx__http_reason(int status) {
     switch (status) {
-    case 100:
-        return "Continue";
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 204:
-        return "No Content";
-    case 206:
-        return "Partial Content";
-    case 301:
-        return "Moved Permanently";
-    case 302:
-        return "Found";
-    case 304:
-        return "Not Modified";
-    case 400:
-        return "Bad Request";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 411:
-        return "Length Required";
-    case 413:
-        return "Content Too Large";
-    case 414:
-        return "URI Too Long";
-    case 416:
-        return "Range Not Satisfiable";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 503:
-        return "Service Unavailable";
-    case 505:
-        return "HTTP Version Not Supported";
+#define X(code, text)                                                                              \
+    case code:                                                                                     \
+        return text;
+        VX__HTTP_STATUSES(X)
+#undef X
     default:
         return "Unknown";
     }
@@ -68,6 +55,12 @@ static char *put(char *p, const char *s, size_t n) {
 }
 
 static char *put_u64(char *p, uint64_t v) {
+    if (v < 100) { /* most bodies of the benchmarks, without a division loop */
+        if (v >= 10)
+            *p++ = (char)('0' + v / 10);
+        *p = (char)('0' + v % 10);
+        return p + 1;
+    }
     char t[24];
     int n = 0;
     do
@@ -78,24 +71,35 @@ static char *put_u64(char *p, uint64_t v) {
     return p;
 }
 
-/* The head into b (HEAD_MAX bytes, headers already checked to fit); its length.
- * length < 0: chunked (or, for HTTP/1.0, delimited by the close). */
-static size_t build_head(vx_http_req *r, char *b, int status, const char *headers, size_t hlen,
-                         int64_t length) {
-    char *p = b;
-    if (status < 100 || status > 599)
-        status = 500;
+/* "HTTP/1.1 200 OK\r\n": one constant-size copy for the codes above. */
+static char *put_status_line(char *p, int status) {
+    switch (status) {
+#define X(code, text)                                                                              \
+    case code:                                                                                     \
+        return put(p, "HTTP/1.1 " #code " " text "\r\n", sizeof("HTTP/1.1 " #code " " text) + 1);
+        VX__HTTP_STATUSES(X)
+#undef X
+    }
     p = put(p, "HTTP/1.1 ", 9);
     p = put_u64(p, (uint64_t)status);
-    *p++ = ' ';
-    const char *reason = vx__http_reason(status);
-    p = put(p, reason, strlen(reason));
-    p = put(p, "\r\n", 2);
+    return put(p, " Unknown\r\n", 10);
+}
+
+/* The most a head takes with hlen bytes of the caller's headers. */
+static size_t head_max(const vx_http_req *r, size_t hlen) {
+    return HEAD_FIXED + r->h->server_line_len + hlen;
+}
+
+/* The head into b (head_max() bytes); returns its end. length < 0: chunked
+ * (or, for HTTP/1.0, delimited by the close). */
+static char *build_head(vx_http_req *r, char *b, int status, const char *headers, size_t hlen,
+                        int64_t length) {
+    char *p = put_status_line(b, status);
     p = put(p, r->h->server_line, r->h->server_line_len);
     size_t dl;
     const char *date = vx__http_date_line(vx_conn_loop(r->c), &dl);
     p = put(p, date, dl);
-    if (hlen)
+    if (hlen) /* headers may be NULL: no memcpy from NULL */
         p = put(p, headers, hlen);
     if (length < 0 && r->pr.minor == 0)
         r->keep_alive = false;
@@ -115,33 +119,19 @@ static size_t build_head(vx_http_req *r, char *b, int status, const char *header
     else if (r->pr.minor == 0)
         p = put(p, "Connection: keep-alive\r\n", 24);
     p = put(p, "\r\n", 2);
-    vx__http_loop *hl = r->hl;
-    hl->requests++;
-    hl->status[status]++;
-    return (size_t)(p - b);
+    r->hl->requests++;
+    r->hl->status[status]++;
+    return p;
 }
 
 static int queue(vx_http_req *r, const void *p, size_t n) {
     r->hl->bytes_out += n;
-    return vx_conn_write(r->c, p, n);
-}
-
-static int start(vx_http_req *r, int status, const char *headers, int64_t length, char *b,
-                 size_t *used) {
-    if (r->started)
-        return -EINVAL;
-    size_t hlen = headers ? strlen(headers) : 0;
-    if (hlen > HEAD_MAX - 512)
-        return -EINVAL;
-    r->started = true;
-    r->ended = false;
-    r->status = status;
-    *used = build_head(r, b, status, headers, hlen, length);
-    r->resp_chunked = length < 0 && r->pr.minor >= 1 && !bodyless(status);
-    r->resp_left = length < 0 ? -1 : length;
-    if (r->is_head || bodyless(status))
-        r->resp_left = 0;
-    return 0;
+    int rc = vx_conn_write(r->c, p, n);
+    if (rc < 0) { /* a piece is lost, and the framing with it: no body with a hole */
+        r->keep_alive = false;
+        vx_conn_abort(r->c, false);
+    }
+    return rc;
 }
 
 static void finish(vx_http_req *r) {
@@ -149,31 +139,60 @@ static void finish(vx_http_req *r) {
     vx__http_finished(r);
 }
 
-int vx_http_respond(vx_http_req *r, int status, const char *headers, const void *body, size_t len) {
-    char b[HEAD_MAX + SMALL_BODY];
-    size_t n;
-    int rc = start(r, status, headers, bodyless(status) ? 0 : (int64_t)len, b, &n);
-    if (rc < 0)
+/* Begin the response: the head, then `inline_len` bytes of body, in one
+ * reserved stretch of the output queue. A response that cannot be queued
+ * (the connection is closing, or out of memory) still ends, so the request
+ * state machine moves on; the error is returned. */
+static int start(vx_http_req *r, int status, const char *headers, int64_t length,
+                 const void *inline_body, size_t inline_len) {
+    if (r->started)
+        return -EINVAL;
+    if (status < 100 || status > 599)
+        status = 500;
+    size_t hlen = headers ? strlen(headers) : 0;
+    if (hlen > HEADERS_MAX)
+        return -EINVAL;
+    r->started = true;
+    r->ended = false;
+    r->status = status;
+    r->resp_chunked = length < 0 && r->pr.minor >= 1 && !bodyless(status);
+    r->resp_left = r->is_head || bodyless(status) ? 0 : length < 0 ? -1 : length;
+    char *b;
+    int rc = vx__conn_reserve(r->c, head_max(r, hlen) + inline_len, &b);
+    if (rc < 0) {
+        r->resp_left = 0;
+        r->keep_alive = false; /* the client waits for this answer: the close is all it gets */
+        finish(r);
         return rc;
+    }
+    char *p = build_head(r, b, status, headers, hlen, length);
+    if (inline_len)
+        p = put(p, inline_body, inline_len);
+    size_t n = (size_t)(p - b);
+    r->hl->bytes_out += n;
+    vx__conn_commit(r->c, n);
+    return 0;
+}
+
+int vx_http_respond(vx_http_req *r, int status, const char *headers, const void *body, size_t len) {
+    if (status < 100 || status > 599)
+        status = 500;
+    int64_t announced = bodyless(status) ? 0 : (int64_t)len; /* HEAD: the GET's length */
     if (r->is_head || bodyless(status))
         len = 0;
-    if (len <= SMALL_BODY) {
-        if (len)
-            memcpy(b + n, body, len);
-        rc = queue(r, b, n + len);
-    } else if ((rc = queue(r, b, n)) == 0) {
+    bool small = len <= SMALL_BODY;
+    int rc = start(r, status, headers, announced, body, small ? len : 0);
+    if (rc < 0)
+        return rc;
+    if (!small)
         rc = queue(r, body, len);
-    }
     r->resp_left = 0;
     finish(r);
     return rc;
 }
 
 int vx_http_begin(vx_http_req *r, int status, const char *headers, int64_t length) {
-    char b[HEAD_MAX];
-    size_t n;
-    int rc = start(r, status, headers, length, b, &n);
-    return rc < 0 ? rc : queue(r, b, n);
+    return start(r, status, headers, length, NULL, 0);
 }
 
 int vx_http_write(vx_http_req *r, const void *p, size_t n) {
@@ -218,35 +237,14 @@ void vx_http_on_drain(vx_http_req *r, vx_http_handler fn, void *data) {
     r->drain_data = data;
 }
 
-/* The file is read into the output queue (one copy) rather than sent with
- * sendfile(2): this works identically on every backend, keeps the order with
- * the queued headers and pipelined responses, and back-pressure is the
- * connection's own water marks. */
-void vx__http_pump_file(vx_http_req *r) {
-    static _Thread_local char chunk[FILE_CHUNK];
-    while (r->file_left && vx_conn_queued(r->c) <= 256 * 1024) {
-        size_t want = (size_t)VX__MIN(r->file_left, (uint64_t)FILE_CHUNK);
-        ssize_t got = pread(r->file_fd, chunk, want, (off_t)r->file_off);
-        if (got <= 0 || queue(r, chunk, (size_t)got) < 0) {
-            /* truncated under us, or the connection is gone: framing is lost */
-            close(r->file_fd);
-            r->file_fd = -1;
-            vx_conn_abort(r->c, false);
-            return;
-        }
-        r->file_off += (uint64_t)got;
-        r->file_left -= (uint64_t)got;
-        r->resp_left -= got;
-    }
-    if (r->file_left == 0) {
-        close(r->file_fd);
-        r->file_fd = -1;
-        finish(r);
-    }
-}
-
+/* The body joins the output queue as a file segment (vx_conn_sendfile),
+ * behind the head and whatever was pipelined before it, and leaves with
+ * sendfile(2): no copy, on every backend. The response ends as soon as it is
+ * queued: the connection's water marks, which count file bytes and files,
+ * pace it from there (a drain callback could never be waited for here:
+ * nothing arrives when the whole range was queued at once). */
 int vx_http_send_fd(vx_http_req *r, int fd, off_t off, uint64_t len) {
-    if (!r->started || r->ended || r->file_fd >= 0) {
+    if (!r->started || r->ended || off < 0) {
         close(fd);
         return -EINVAL;
     }
@@ -254,11 +252,20 @@ int vx_http_send_fd(vx_http_req *r, int fd, off_t off, uint64_t len) {
         close(fd);
         return vx_http_end(r);
     }
-    r->file_fd = fd;
-    r->file_off = (uint64_t)off;
-    r->file_left = len;
-    vx__http_pump_file(r);
-    return 0;
+    if (r->resp_chunked || (r->resp_left >= 0 && len > (uint64_t)r->resp_left)) {
+        close(fd); /* raw bytes would break the chunked or announced framing */
+        return -EINVAL;
+    }
+    int rc = vx_conn_sendfile(r->c, fd, (uint64_t)off, len); /* takes fd */
+    if (rc < 0) {
+        vx_conn_abort(r->c, false); /* the head is out, its body cannot follow */
+        finish(r);
+        return rc;
+    }
+    r->hl->bytes_out += len;
+    if (r->resp_left > 0)
+        r->resp_left -= (int64_t)len;
+    return vx_http_end(r);
 }
 
 void vx__http_error(vx_http_req *r, int status, bool close_after, const char *extra) {

@@ -180,6 +180,8 @@ static void publish(vx__http_loop *hl) {
         }
 }
 
+static void log_refused(vx_loop *loop, int status, const char *why);
+
 static void sweep(vx_timer *t, void *data) {
     VX__UNUSED(t);
     vx__http_loop *hl = data;
@@ -191,8 +193,7 @@ static void sweep(vx_timer *t, void *data) {
         next = it->next;
         vx_http_req *r = VX__CONTAINER_OF(it, vx_http_req, link);
         if (r->state == VX__HS_HEAD && now - r->head_start >= h->o.header_timeout_ms) {
-            vx__log(VX_LOG_INFO, "http: 408, request head not complete in %llu ms",
-                    (unsigned long long)h->o.header_timeout_ms);
+            log_refused(hl->loop, 408, "request head not complete within the header timeout");
             r->is_head = false;
             r->pr.minor = 1;
             vx__http_error(r, 408, true, NULL);
@@ -261,7 +262,6 @@ int vx_http_attach(vx_http *h, vx_conn *c) {
     r->h = h;
     r->c = c;
     r->hl = hl;
-    r->file_fd = -1;
     r->ended = true;
     hl->nconns++;
     vx__list_push(&hl->conns, &r->link);
@@ -287,20 +287,17 @@ void vx_http_on_accept(vx_listener *l, vx_conn *c, void *data) {
 static void on_close(vx_conn *c, int err) {
     VX__UNUSED(err);
     vx_http_req *r = vx_conn_data(c);
-    if (r->file_fd >= 0)
-        close(r->file_fd);
     vx__list_remove(&r->link);
     atomic_fetch_sub_explicit(&r->h->conns, 1, memory_order_relaxed);
     loop_put(r->hl);
     vx__free(r->buf);
+    vx__free(r->head_buf);
     vx__free(r);
 }
 
 static void on_drain(vx_conn *c) {
     vx_http_req *r = vx_conn_data(c);
-    if (r->file_fd >= 0)
-        vx__http_pump_file(r);
-    else if (r->drain_fn)
+    if (r->drain_fn)
         r->drain_fn(r, r->drain_data);
 }
 
@@ -403,6 +400,37 @@ static bool grow(vx_http_req *r, size_t need) {
     return true;
 }
 
+static void rebase(vx_http_slice *s, const char *from, char *to) { s->p = to + (s->p - from); }
+
+/* A body that goes on past this read consumes the input holding the head,
+ * but the body callbacks and the handler still read the views into it: copy
+ * the head and point the views at the copy (out of memory: abort). */
+static void keep_head(vx_http_req *r) {
+    if (r->head_kept)
+        return;
+    if (r->head_cap < r->head_n) {
+        char *p = vx__realloc(r->head_buf, r->head_n);
+        if (!p) {
+            vx_conn_abort(r->c, false);
+            return;
+        }
+        r->head_buf = p;
+        r->head_cap = r->head_n;
+    }
+    memcpy(r->head_buf, r->head_p, r->head_n);
+    vx_http_request *q = &r->pr;
+    vx_http_slice *s[] = {&q->method_name, &q->target, &q->path, &q->query};
+    for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
+        rebase(s[i], r->head_p, r->head_buf);
+    for (size_t i = 0; i < q->nheaders; i++) {
+        rebase(&q->headers[i].name, r->head_p, r->head_buf);
+        rebase(&q->headers[i].value, r->head_p, r->head_buf);
+    }
+    for (int i = 0; r->route && i < r->route->nparams; i++)
+        rebase(&r->params[i], r->head_p, r->head_buf);
+    r->head_kept = true;
+}
+
 /* Body bytes of the current request from p[0..n); returns bytes consumed or
  * -1 after refusing. Sets *done at its end. */
 static ssize_t feed_body(vx_http_req *r, char *p, size_t n, bool *done) {
@@ -428,9 +456,12 @@ static ssize_t feed_body(vx_http_req *r, char *p, size_t n, bool *done) {
         r->route->body(r, d, out, r->route->data);
         r->in_handler = false;
     } else if (r->body_mode == VX__HB_BUFFER && out) {
-        if (r->buf_len + out > r->h->o.max_body || !grow(r, r->buf_len + out)) {
-            log_refused(vx_conn_loop(r->c), 413, "body larger than max_body");
-            vx__http_error(r, 413, true, NULL);
+        bool large = r->buf_len + out > r->h->o.max_body;
+        if (large || !grow(r, r->buf_len + out)) {
+            int status = large ? 413 : 503; /* out of memory is ours, not a body too large */
+            log_refused(vx_conn_loop(r->c), status,
+                        large ? "body larger than max_body" : "out of memory for the body");
+            vx__http_error(r, status, true, NULL);
             return -1;
         }
         memcpy(r->buf + r->buf_len, d, out);
@@ -469,6 +500,9 @@ static size_t step(vx_http_req *r, char *data, size_t len, size_t off, size_t *k
             return SIZE_MAX;
         }
         r->hl->bytes_in += (uint64_t)hl;
+        r->head_p = p;
+        r->head_n = (size_t)hl;
+        r->head_kept = false;
         if (!begin_request(r)) {
             *keep = len;
             return SIZE_MAX;
@@ -511,6 +545,7 @@ static size_t step(vx_http_req *r, char *data, size_t len, size_t off, size_t *k
         if (done)
             complete(r);
         else if ((size_t)used == n) {
+            keep_head(r);
             *keep = len;
             return SIZE_MAX;
         }
@@ -537,12 +572,19 @@ static size_t on_data(vx_conn *c, const char *data, size_t len) {
                 return len;
             }
             r->state = VX__HS_IDLE;
+            /* Output backs up (say, pipelined requests for large or many
+             * files): the rest waits in the connection, which hands it back
+             * once the queue drained (vx_conn_congested). */
+            if (off < len && vx_conn_congested(c))
+                return off;
         }
         if (r->state == VX__HS_CLOSING)
             return len;
         if (off == len) {
             if (r->state == VX__HS_HEAD)
                 r->state = VX__HS_IDLE;
+            else if (r->state == VX__HS_BODY)
+                keep_head(r); /* the head ended this read, its body comes next */
             return len;
         }
         size_t next = step(r, (char *)data, len, off, &keep);

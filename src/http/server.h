@@ -77,6 +77,12 @@ struct vx_http_req {
     vx_http_chunked ck;
     char *buf; /* decoded chunked body (buffered mode); kept across requests */
     size_t buf_len, buf_cap;
+    /* The head's bytes in the input (pr and params point into them), and a
+     * copy once its body goes on past that input (keep_head in server.c). */
+    const char *head_p;
+    size_t head_n, head_cap;
+    char *head_buf;
+    bool head_kept;
     const char *body;
     size_t body_len;
     uint64_t body_rcvd;
@@ -87,8 +93,6 @@ struct vx_http_req {
     int64_t resp_left;
     vx_http_handler drain_fn;
     void *drain_data;
-    int file_fd;
-    uint64_t file_off, file_left;
 };
 
 /* date.c: "Date: <IMF-fixdate>\r\n" for now, cached per thread. */
@@ -102,8 +106,6 @@ int64_t vx__http_parse_date(const char *p, size_t n);
 const char *vx__http_reason(int status);
 /* Respond to a request the router or the limits refused; close after when `close`. */
 void vx__http_error(vx_http_req *r, int status, bool close, const char *extra);
-/* Continue a file body after a drain; ends the response when done. */
-void vx__http_pump_file(vx_http_req *r);
 /* server.c: the response of r ended (resume reading or close). */
 void vx__http_finished(vx_http_req *r);
 

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 
 #define DEFAULT_HIGH (1u << 20)
@@ -13,6 +14,12 @@
 #define MAX_PENDING_INPUT (16u << 20) /* unconsumed input past this is a broken peer or app */
 #define LINGER_MS 2000                /* after our FIN, wait this long for the peer's */
 #define CLOSE_FLUSH_MS 30000          /* a closing conn whose peer reads nothing */
+/* Each queued file holds an fd: past FILES_HIGH of them the queue counts as
+ * above the high-water mark whatever its bytes, so that a peer pipelining
+ * requests for small files cannot make one connection hold hundreds of fds. */
+#define FILES_HIGH 16
+#define FILES_LOW 4
+#define SENDFILE_MAX 0x7ffff000u /* the most one sendfile(2) moves anyway */
 
 static void finish_close(vx_conn *c);
 
@@ -147,20 +154,71 @@ int vx_conn_start(vx_conn *c, const vx_conn_cbs *cbs, void *data) {
     return 0;
 }
 
+static bool above_high(const vx_conn *c) {
+    return c->high && (c->out.bytes > c->high || c->out.files > FILES_HIGH);
+}
+
+static bool below_low(const vx_conn *c) {
+    return c->out.bytes <= c->low && c->out.files <= FILES_LOW;
+}
+
+/* The queue grew: send it at the end of the turn, pause reading past the
+ * high-water mark. */
+static void queued(vx_conn *c) {
+    vx__conn_schedule_flush(c);
+    if (above_high(c) && !(c->flags & VX__CF_HWM)) {
+        c->flags |= VX__CF_HWM;
+        update_reading(c);
+    }
+}
+
+static bool writable(const vx_conn *c) {
+    return !dead(c) && !(c->flags & (VX__CF_CLOSING | VX__CF_SHUT_WANTED));
+}
+
 int vx_conn_write(vx_conn *c, const void *data, size_t len) {
-    if (dead(c) || (c->flags & (VX__CF_CLOSING | VX__CF_SHUT_WANTED)))
+    if (!writable(c))
         return -EPIPE;
     if (len == 0)
         return 0;
     int rc = vx__outq_append(&c->out, &c->h.loop->chunks, data, len);
     if (rc < 0)
         return rc;
-    vx__conn_schedule_flush(c);
-    if (c->high && c->out.bytes > c->high && !(c->flags & VX__CF_HWM)) {
-        c->flags |= VX__CF_HWM;
-        update_reading(c);
-    }
+    queued(c);
     return 0;
+}
+
+int vx_conn_sendfile(vx_conn *c, int fd, uint64_t off, uint64_t len) {
+    if (fd < 0)
+        return -EBADF;
+    bool range_ok = len <= INT64_MAX && off <= INT64_MAX - len; /* sendfile's off_t */
+    int rc = !writable(c) ? -EPIPE : !range_ok ? -EINVAL : 0;
+    if (rc == 0 && len == 0) {
+        close(fd);
+        return 0;
+    }
+    if (rc == 0 && (rc = vx__outq_append_file(&c->out, fd, off, len)) == 0) {
+        queued(c);
+        return 0;
+    }
+    close(fd); /* ours even on failure: the caller has one rule */
+    return rc;
+}
+
+bool vx_conn_congested(const vx_conn *c) { return c->flags & VX__CF_HWM; }
+
+int vx__conn_reserve(vx_conn *c, size_t n, char **out) {
+    if (!writable(c))
+        return -EPIPE;
+    *out = vx__outq_reserve(&c->out, &c->h.loop->chunks, n);
+    return *out ? 0 : -ENOMEM;
+}
+
+void vx__conn_commit(vx_conn *c, size_t n) {
+    if (!n)
+        return;
+    vx__outq_commit(&c->out, n);
+    queued(c);
 }
 
 void vx_conn_set_watermarks(vx_conn *c, size_t low, size_t high) {
@@ -326,6 +384,16 @@ void vx__conn_input(vx_conn *c, char *p, size_t n) {
 }
 
 void vx__conn_eof(vx_conn *c) {
+    /* Input held while paused is due before the FIN behind it: a resume put c
+     * on the again list for it, but the engine may read the FIN first. Hand
+     * it over now; should that pause reading again, leave the FIN where it is
+     * (it stays readable: the engine sees it again once reading resumes). */
+    if (c->in.len && (c->flags & VX__CF_AGAIN) && !(c->flags & VX__CF_LINGER) &&
+        vx__conn_wants_read(c)) {
+        deliver(c, c->in.data, c->in.len, true);
+        if (dead(c) || !vx__conn_wants_read(c))
+            return;
+    }
     c->flags |= VX__CF_EOF;
     update_reading(c);
     if (c->flags & VX__CF_CLOSING) {
@@ -349,13 +417,50 @@ void vx__conn_error(vx_conn *c, int err, int kind) {
     fail(c, err);
 }
 
+/* sendfile(2) has no MSG_NOSIGNAL: on a socket the peer reset it raises
+ * SIGPIPE, which kills a host that did not ignore it. So the first file sent
+ * on a thread blocks SIGPIPE in that thread for good (one syscall per
+ * thread, not two per call), and an EPIPE takes the pending signal back. */
+static void sigpipe_block_once(vx_loop *loop, sigset_t *set) {
+    static _Thread_local bool blocked;
+    sigemptyset(set);
+    sigaddset(set, SIGPIPE);
+    if (blocked)
+        return;
+    VX__COUNT_SYS(loop, OTHER);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+    blocked = true;
+}
+
+ssize_t vx__conn_send_file(vx_conn *c, const vx__chunk *f, size_t *offered) {
+    sigset_t pipe_set;
+    sigpipe_block_once(c->h.loop, &pipe_set);
+    off_t pos = (off_t)f->fpos;
+    *offered = (size_t)VX__MIN(f->fleft, (uint64_t)SENDFILE_MAX);
+    VX__COUNT_SYS(c->h.loop, SENDFILE);
+    ssize_t n = sendfile(c->h.fd, f->fd, &pos, *offered);
+    if (n < 0 && errno == EPIPE) {
+        VX__COUNT_SYS(c->h.loop, OTHER);
+        sigtimedwait(&pipe_set, NULL, &(struct timespec){0}); /* ours: take it back */
+        errno = EPIPE;
+    }
+    return n;
+}
+
+void vx__conn_file_short(vx_conn *c, const vx__chunk *f) {
+    VX__LOG_WARN("conn fd %d: file fd %d ended %llu bytes short of the range queued "
+                 "(truncated under us?): closing, the framing is lost",
+                 c->h.fd, f->fd, (unsigned long long)f->fleft);
+    vx__conn_error(c, -ENODATA, VX_ERRK_WRITE);
+}
+
 void vx__conn_sent(vx_conn *c, size_t n) {
     vx_loop *loop = c->h.loop;
     loop->stats.bytes_out += n;
     loop->stats.writes++;
     vx__outq_consume(&c->out, &loop->chunks, n);
     touch(c);
-    if ((c->flags & VX__CF_HWM) && c->out.bytes <= c->low) {
+    if ((c->flags & VX__CF_HWM) && below_low(c)) {
         c->flags &= ~VX__CF_HWM;
         resumed(c);
         if ((c->flags & VX__CF_STARTED) && c->cbs->on_drain && !(c->flags & VX__CF_CLOSING))

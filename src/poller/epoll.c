@@ -89,6 +89,7 @@ static int ep_wait(vx_loop *loop, int timeout_ms) {
     int n = epoll_wait(s->epfd, s->events, MAX_EVENTS, timeout_ms);
     if (n < 0)
         return -errno;
+    vx_loop_update_time(loop); /* see vx__poller.wait */
     for (int i = 0; i < n; i++) {
         uint32_t e = s->events[i].events;
         uint32_t ev = (e & (EPOLLIN | EPOLLRDHUP) ? VX__EV_IN : 0) |

@@ -118,6 +118,8 @@ static int poll_wait(vx_loop *loop, int timeout_ms) {
     int n = poll(s->fds, (nfds_t)s->len, timeout_ms);
     if (n < 0)
         return -errno;
+    vx_loop_update_time(loop); /* see vx__poller.wait */
+
     int left = n; /* entries with revents not seen yet: stop early once all are */
     for (int i = s->len - 1; i >= 0 && left > 0; i--) {
         if (i >= s->len)

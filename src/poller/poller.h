@@ -19,7 +19,10 @@ typedef struct vx__poller {
     /* h->fd is about to be closed: forget it (epoll needs no syscall for that). */
     void (*forget)(vx_loop *loop, vx__handle *h);
     /* Wait up to timeout_ms (-1: forever) and call vx__reactor_ready() for each
-     * ready handle. Returns the number of events, or -errno (-EINTR is fine). */
+     * ready handle. Returns the number of events, or -errno (-EINTR is fine).
+     * Refresh the loop's clock between the two: the callbacks stamp activity
+     * (idle and header deadlines) with it, and the time from before a long
+     * sleep would make those deadlines fall due early. */
     int (*wait)(vx_loop *loop, int timeout_ms);
 } vx__poller;
 

@@ -126,6 +126,7 @@ static int sel_wait(vx_loop *loop, int timeout_ms) {
         FD_ZERO(&s->wres);
         return err;
     }
+    vx_loop_update_time(loop); /* see vx__poller.wait */
     /* Fds registered during the walk have no result bits (they were not in
      * the copies), and dropped ones lost theirs in drop(). */
     int left = n; /* bits not seen yet: stop early once all are */

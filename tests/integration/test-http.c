@@ -290,7 +290,9 @@ TEST(slowloris_408) {
     REQUIRE_OK(read_resp(fd, &r));
     CHECK_EQ_INT(r.status, 408);
     CHECK_EQ_INT(wait_eof(fd, 2000), 0);
-    CHECK(now_ms() - t0 < 1500);
+    /* Not a speed check: the 408 must come while the client still trickles
+     * bytes (before 2 s); a timeout restarted by every byte would come later. */
+    CHECK(now_ms() - t0 < 1950);
     close(fd);
     stop(&s);
 }

@@ -2,8 +2,9 @@
 # test-vx-http.sh: vx-http under real clients, once per backend.
 # Env: VX_BIN (directory with vx-http), VX_BACKEND, MODEL (default single).
 # curl on every endpoint (status, headers, body; gzip; Range; If-Modified-Since;
-# a 20 MiB upload), python3 http.client keep-alive, ab -k and wrk on /plaintext
-# with no errors, then SIGTERM exits 0. Exit 77 if the backend is unavailable.
+# a 20 MiB upload; a 5 MiB static file byte-exact, ranged and after HEAD),
+# python3 http.client keep-alive, ab -k and wrk on /plaintext with no errors,
+# then SIGTERM exits 0. Exit 77 if the backend is unavailable.
 set -uo pipefail
 : "${VX_BIN:?VX_BIN must name the directory holding vx-http}"
 backend=${VX_BACKEND:-epoll}
@@ -73,6 +74,24 @@ get /static/%2e%2e/out 400 ''
 get /static/app.js 206 '// Sh' -r 0-4; hdr '^Content-Range: bytes 0-4/'
 get /static/app.js 206 '' -r -10; hdr '^Content-Length: 10'
 get /static/app.js 416 '' -r 99999-
+# A multi-MiB file (sent with sendfile) byte-exact: whole, by Range, and HEAD
+# then GETs on one connection (a body after HEAD would garble what follows).
+head -c 5242880 /dev/urandom >"$tmp/www/big.bin"
+get /static/big.bin 200 ''; cmp -s "$tmp/b" "$tmp/www/big.bin" || fail "big.bin differs"
+get /static/big.bin 206 '' -r 1000000-3999999; hdr '^Content-Range: bytes 1000000-3999999/5242880'
+[[ $(stat -c %s "$tmp/b") == 3000000 ]] && cmp -s -i 1000000:0 -n 3000000 "$tmp/www/big.bin" "$tmp/b" \
+    || fail "big.bin range"
+python3 - "$port" "$tmp/www/big.bin" <<'PY' || fail "HEAD, Range and GET of big.bin on one connection"
+import http.client, sys
+want = open(sys.argv[2], "rb").read()
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=10)
+c.request("HEAD", "/static/big.bin"); r = c.getresponse()
+assert r.status == 200 and r.getheader("Content-Length") == str(len(want)) and r.read() == b""
+c.request("GET", "/static/big.bin", headers={"Range": "bytes=-1000"}); r = c.getresponse()
+assert r.status == 206 and r.read() == want[-1000:]
+c.request("GET", "/static/big.bin"); r = c.getresponse()
+assert r.status == 200 and r.read() == want
+PY
 lm=$(curl -sSI "$U/static/app.js" | sed -n 's/^Last-Modified: \(.*\)\r$/\1/Ip')
 get /static/app.js 304 '' -H "If-Modified-Since: $lm"
 sleep 1.1; echo "// changed" >>"$tmp/www/app.js"

@@ -1,9 +1,12 @@
 /* Unit tests of the connection buffers: the input buffer and the chunked
- * output queue (coalescing, iovecs, partial consumption, chunk recycling). */
+ * output queue (coalescing, iovecs, partial consumption, chunk recycling,
+ * file segments in order and their fds closed). */
 #include "core/buf.h"
 #include "core/common.h"
 #include "harness.h"
+#include <fcntl.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 TEST(buf_append_consume) {
     vx__buf b = {0};
@@ -124,4 +127,79 @@ TEST(outq_append_failure_leaves_queue_intact) {
     CHECK_EQ_INT(q.bytes, 3);
     CHECK(q.head && q.head->len - q.head->off == 3 && !memcmp(q.head->data, "abc", 3));
     vx__outq_clear(&q, &cc);
+}
+
+/* A file segment's fd is open (not yet closed by the queue). */
+static bool fd_open(int fd) { return fcntl(fd, F_GETFD) >= 0; }
+
+TEST(outq_file_segments_keep_order_and_close_fds) {
+    vx__outq q = {0};
+    vx__chunk_cache cc = {.max = 4};
+    int p[2];
+    REQUIRE(pipe(p) == 0); /* any fd will do: the queue never reads it */
+    REQUIRE_OK(vx__outq_append(&q, &cc, "head", 4));
+    REQUIRE_OK(vx__outq_append_file(&q, p[0], 100, 5000));
+    REQUIRE_OK(vx__outq_append(&q, &cc, "tail", 4)); /* not coalesced into the file */
+    CHECK_EQ_INT(q.bytes, 4 + 5000 + 4);
+    CHECK_EQ_INT(q.files, 1);
+    struct iovec iov[4];
+    CHECK_EQ_INT(vx__outq_iov(&q, iov, 4), 1); /* memory up to the file only */
+    CHECK(iov[0].iov_len == 4 && !memcmp(iov[0].iov_base, "head", 4));
+    CHECK(vx__outq_file(&q) == NULL);
+    vx__outq_consume(&q, &cc, 4);
+    vx__chunk *f = vx__outq_file(&q);
+    REQUIRE(f != NULL);
+    CHECK_EQ_INT(vx__outq_iov(&q, iov, 4), 0);
+    CHECK(f->fd == p[0] && f->fpos == 100 && f->fleft == 5000);
+    vx__outq_consume(&q, &cc, 1000);
+    CHECK(f->fpos == 1100 && f->fleft == 4000 && fd_open(p[0]));
+    vx__outq_consume(&q, &cc, 4001); /* the rest of the file and one byte of the tail */
+    CHECK(!fd_open(p[0]));
+    CHECK_EQ_INT(q.files, 0);
+    CHECK_EQ_INT(q.bytes, 3);
+    CHECK_EQ_INT(vx__outq_iov(&q, iov, 4), 1);
+    CHECK(iov[0].iov_len == 3 && !memcmp(iov[0].iov_base, "ail", 3));
+    vx__outq_clear(&q, &cc);
+    close(p[1]);
+    vx__chunk_cache_free(&cc);
+}
+
+TEST(outq_clear_closes_every_file) {
+    vx__outq q = {0};
+    vx__chunk_cache cc = {.max = 4};
+    int fds[6];
+    for (int i = 0; i < 6; i += 2)
+        REQUIRE(pipe(fds + i) == 0);
+    for (int i = 0; i < 6; i++) {
+        REQUIRE_OK(vx__outq_append_file(&q, fds[i], 0, 10));
+        REQUIRE_OK(vx__outq_append(&q, &cc, "x", 1));
+    }
+    CHECK_EQ_INT(q.files, 6);
+    vx__outq_consume(&q, &cc, 5); /* partway into the first file */
+    vx__outq_clear(&q, &cc);
+    for (int i = 0; i < 6; i++)
+        CHECK_MSG(!fd_open(fds[i]), "fd %d of file %d still open", fds[i], i);
+    CHECK(q.head == NULL && q.tail == NULL && q.bytes == 0 && q.files == 0);
+    vx__chunk_cache_free(&cc);
+}
+
+/* A reservation behind a file segment gets a chunk of its own. */
+TEST(outq_reserve_after_file_makes_a_chunk) {
+    vx__outq q = {0};
+    vx__chunk_cache cc = {.max = 4};
+    int p[2];
+    REQUIRE(pipe(p) == 0);
+    REQUIRE_OK(vx__outq_append_file(&q, p[0], 0, 10));
+    char *w = vx__outq_reserve(&q, &cc, 5);
+    REQUIRE(w != NULL);
+    memcpy(w, "abcde", 5);
+    vx__outq_commit(&q, 5);
+    CHECK(q.head != q.tail && vx__chunk_is_file(q.head) && !vx__chunk_is_file(q.tail));
+    vx__outq_consume(&q, &cc, 10);
+    struct iovec iov[2];
+    CHECK_EQ_INT(vx__outq_iov(&q, iov, 2), 1);
+    CHECK(iov[0].iov_len == 5 && !memcmp(iov[0].iov_base, "abcde", 5));
+    vx__outq_clear(&q, &cc);
+    close(p[1]);
+    vx__chunk_cache_free(&cc);
 }

@@ -1,0 +1,115 @@
+# http-table.awk: raw.txt of bench/http.sh -> markdown tables (medians, min-max).
+#   awk -f bench/http-table.awk bench/results/http-<stamp>/raw.txt
+# Input: "run key=value ..." lines (one per measured run) and "fail ..." lines.
+# "vs raw-epoll" = median req per server core-second of the row / raw-epoll's
+# median in the same test; in brackets the min-max of the per-round ratios
+# (each run divided by the raw-epoll run of the same round and test). The
+# same for nginx.
+
+function val(k) { return (k in F) ? F[k] : "" }
+
+# median / min / max of list L[key, 1..n]
+function stat(key, what,   n, i, j, t, a) {
+    n = N[key]
+    if (!n) return ""
+    for (i = 1; i <= n; i++) a[i] = L[key, i] + 0
+    for (i = 2; i <= n; i++) {                   # insertion sort, n is small
+        t = a[i]
+        for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]
+        a[j + 1] = t
+    }
+    if (what == "min") return a[1]
+    if (what == "max") return a[n]
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+
+function add(key, v) { if (v == "" || v == "NA") return; L[key, ++N[key]] = v }
+
+# "median [min–max]" with printf format fmt; "-" when there is nothing
+function mmm(key, fmt) {
+    if (!N[key]) return "-"
+    if (N[key] == 1) return sprintf(fmt, stat(key, "med"))
+    return sprintf(fmt " [" fmt "–" fmt "]", stat(key, "med"), stat(key, "min"), stat(key, "max"))
+}
+function med(key, fmt) { return N[key] ? sprintf(fmt, stat(key, "med")) : "-" }
+function max(key, fmt) { return N[key] ? sprintf(fmt, stat(key, "max")) : "-" }
+function clean(s) { gsub(/_/, " ", s); gsub(/\|/, "/", s); return s }  # a reason, for a table cell
+
+# ratio of the per-core medians of group g (test, server) to server ref
+function ratio(g, ref,   t, r, key) {
+    t = substr(g, 1, index(g, SUBSEP) - 1)
+    if (!N[g, "core"] || !N[t SUBSEP ref SUBSEP "core"]) return "-"
+    r = sprintf("%.2f", stat(g SUBSEP "core", "med") / stat(t SUBSEP ref SUBSEP "core", "med"))
+    key = g SUBSEP "ratio_" ref
+    if (N[key] > 1) r = r sprintf(" [%.2f–%.2f]", stat(key, "min"), stat(key, "max"))
+    return r
+}
+
+$1 == "run" || $1 == "fail" {
+    delete F
+    for (i = 2; i <= NF; i++) {
+        eq = index($i, "=")
+        if (eq) F[substr($i, 1, eq - 1)] = substr($i, eq + 1)
+    }
+    if (val("test") == "all") {                  # the server did not start
+        nostart[val("server")]++
+        next
+    }
+    g = val("test") SUBSEP val("server")
+    if (!(g in seen)) { seen[g] = 1; order[++ng] = g }
+    if ($1 == "fail") { fails[g]++; why[g] = val("reason"); next }
+    runs[g]++
+    add(g SUBSEP "rps", val("rps"))
+    add(g SUBSEP "srv", val("srv_cpu_pct"))
+    add(g SUBSEP "core", val("req_per_core_s"))
+    add(g SUBSEP "cli", val("cli_cpu_pct"))
+    add(g SUBSEP "busy", val("core_busy_pct"))
+    add(g SUBSEP "p50", val("p50_ms"))
+    add(g SUBSEP "p99", val("p99_ms"))
+    add(g SUBSEP "foreign", val("foreign_pct"))
+    add(g SUBSEP "steal", val("steal_pct"))
+    errs[g] += val("errors")
+    non2xx[g] += val("non2xx")
+    percore[val("round"), val("test"), val("server")] = val("req_per_core_s")
+}
+
+END {
+    # per-round ratios against the peers
+    for (k in percore) {
+        split(k, p, SUBSEP)                      # round, test, server
+        split("raw-epoll nginx", rs, " ")
+        for (i = 1; i <= 2; i++) {
+            rk = p[1] SUBSEP p[2] SUBSEP rs[i]
+            if ((rk in percore) && percore[rk] > 0)
+                add(p[2] SUBSEP p[3] SUBSEP "ratio_" rs[i], percore[k] / percore[rk])
+        }
+    }
+    print "### Throughput and cost"
+    print ""
+    print "| test | server | runs | req/s | server CPU % | req per server core-s | per-core vs raw-epoll | per-core vs nginx |"
+    print "|---|---|---:|---:|---:|---:|---:|---:|"
+    for (k = 1; k <= ng; k++) {
+        g = order[k]; split(g, p, SUBSEP)
+        mark = (errs[g] + non2xx[g] > 0 || fails[g] > 0) ? " ⚠" : ""
+        printf "| %s | %s | %d | %s%s | %s | %s | %s | %s |\n", p[1], p[2], runs[g],
+            mmm(g SUBSEP "rps", "%.0f"), mark, mmm(g SUBSEP "srv", "%.0f"),
+            mmm(g SUBSEP "core", "%.0f"), ratio(g, "raw-epoll"), ratio(g, "nginx")
+    }
+    print ""
+    print "### Load, latency and noise"
+    print ""
+    print "| test | server | wrk CPU % | server core busy % | p50 ms | p99 ms | foreign CPU % (max) | steal % (max) | errors | non-2xx | failed runs |"
+    print "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for (k = 1; k <= ng; k++) {
+        g = order[k]; split(g, p, SUBSEP)
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %d | %d | %d%s |\n", p[1], p[2],
+            med(g SUBSEP "cli", "%.0f"), med(g SUBSEP "busy", "%.0f"),
+            med(g SUBSEP "p50", "%.2f"), med(g SUBSEP "p99", "%.2f"),
+            max(g SUBSEP "foreign", "%.1f"), max(g SUBSEP "steal", "%.1f"),
+            errs[g], non2xx[g], fails[g], fails[g] ? " (" clean(why[g]) ")" : ""
+    }
+    for (s in nostart) printf "\n%s did not start in %d round(s); see raw.txt.\n", s, nostart[s]
+    print ""
+    print "⚠: some run of the row had socket errors, non-2xx responses or no result (second table)."
+    print "Medians over rounds, [min–max] in brackets; per-core = requests ÷ server CPU seconds."
+}
