@@ -303,6 +303,7 @@ static void bury(uring *u, vx__outq *q) {
         u->graveyard.head = q->head;
     u->graveyard.tail = q->tail;
     u->graveyard.bytes += q->bytes;
+    u->graveyard.files += q->files;
     *q = (vx__outq){0};
 }
 

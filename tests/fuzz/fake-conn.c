@@ -177,12 +177,10 @@ static void finish_close(vx_conn *c, int err) {
     c->peer->close_err = err;
 }
 
-/* Refused: count it against whoever closed. */
+/* Refused; a late write when the server itself had closed (after the
+ * peer's FIN, the server could not know yet). */
 static int refuse(vx_conn *c) {
-    if (c->peer->server_closed)
-        c->peer->late_writes++;
-    else
-        c->peer->writes_after_eof++;
+    c->peer->late_writes += c->peer->server_closed;
     return -EPIPE;
 }
 

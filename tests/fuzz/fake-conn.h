@@ -27,13 +27,12 @@ typedef struct fake_peer {
     size_t budget; /* bytes sent per turn (0: all) */
     uint8_t *out;  /* every byte the server queued, in order */
     size_t out_len, out_cap, sent;
-    bool closed;             /* the close callback ran */
-    int close_err;           /* its argument */
-    bool server_closed;      /* the server called vx_conn_close or vx_conn_abort */
-    bool aborted;            /* ... vx_conn_abort: out_len - sent bytes were dropped */
-    size_t late_writes;      /* writes refused after the server's own close */
-    size_t writes_after_eof; /* writes refused after the peer's FIN closed it */
-    vx_conn *c;              /* NULL once the connection is freed */
+    bool closed;        /* the close callback ran */
+    int close_err;      /* its argument */
+    bool server_closed; /* the server called vx_conn_close or vx_conn_abort */
+    bool aborted;       /* ... vx_conn_abort: out_len - sent bytes were dropped */
+    size_t late_writes; /* writes refused after the server's own close */
+    vx_conn *c;         /* NULL once the connection is freed */
 } fake_peer;
 
 vx_loop *fake_loop_new(void);

@@ -272,7 +272,8 @@ static void run(const uint8_t *in, size_t n, unsigned flags, const size_t *piece
     }
     fake_loop_advance(loop, 61000); /* the idle timeout */
     drive(loop, &a);
-    if (peer.c) { /* teardown, as vx_loop_free closes what is left */
+    bool aborted = peer.aborted; /* by the server, not by the teardown */
+    if (peer.c) {                /* teardown, as vx_loop_free closes what is left */
         vx_conn_abort(peer.c, false);
         fake_loop_turn(loop);
     }
@@ -282,7 +283,7 @@ static void run(const uint8_t *in, size_t n, unsigned flags, const size_t *piece
     fake_loop_free(loop);
     o->out = peer.out;
     o->len = peer.out_len;
-    o->aborted = peer.aborted;
+    o->aborted = aborted;
     if (getenv("VX_FUZZ_CONN_DUMP")) /* to see what a failing input did */
         fprintf(stderr, "--- %s read, %zu output bytes%s:\n%.*s\n", pieces ? "split" : "one",
                 o->len, o->aborted ? " (aborted)" : "", (int)o->len, (const char *)o->out);

@@ -317,14 +317,6 @@ static bool ws_before_colon(const uint8_t *p, size_t n) {
     return (memchr(p, ' ', c) || memchr(p, '\t', c)) && !fold_line(p, n);
 }
 
-static bool bad_name(const uint8_t *p, size_t n) {
-    size_t c = colon(p, n);
-    for (size_t i = 0; i < c; i++)
-        if (!tchar(p[i]))
-            return true;
-    return c == 0;
-}
-
 static bool bad_value(const uint8_t *p, size_t n) {
     for (size_t i = colon(p, n) + 1; i < n; i++)
         if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f)
@@ -466,15 +458,9 @@ static bool p_bare_cr(const view *v) { return bare_cr(v->head); }
 static bool p_junk(const view *v) { return junk_before_line(v->head); }
 static bool p_fold(const view *v) { return any_header_line(v->head, fold_line); }
 static bool p_ws_colon(const view *v) { return any_header_line(v->head, ws_before_colon); }
-static bool p_bad_name(const view *v) { return any_header_line(v->head, bad_name); }
 static bool p_bad_value(const view *v) { return any_header_line(v->head, bad_value); }
 static bool p_no_host(const view *v) { return lib_count(v, "host") == 0 && v->m->minor == 1; }
 static bool p_hosts(const view *v) { return lib_count(v, "host") > 1; }
-static bool p_cls(const view *v) { return lib_count(v, "content-length") > 1; }
-
-static bool p_cl_te(const view *v) {
-    return lib_count(v, "content-length") && lib_count(v, "transfer-encoding");
-}
 
 static bool p_te_10(const view *v) {
     return lib_count(v, "transfer-encoding") && v->m->major == 1 && v->m->minor == 0;
@@ -652,14 +638,9 @@ static exemption head_exemptions[] = {
          "invalid method"),
     OURS("obs-fold", p_fold, "obs-fold in header"),
     OURS("whitespace before colon", p_ws_colon, "whitespace before colon in header"),
-    OURS("invalid header name", p_bad_name, "invalid character in header name",
-         "empty header name"),
     OURS("control byte in a value", p_bad_value, "invalid character in header value"),
     OURS("missing Host (HTTP/1.1)", p_no_host, "missing Host"),
     OURS("repeated Host", p_hosts, "duplicate Host"),
-    OURS("repeated Content-Length", p_cls, "duplicate Content-Length"),
-    OURS("Content-Length with Transfer-Encoding", p_cl_te,
-         "Content-Length and Transfer-Encoding both present"),
     OURS("Transfer-Encoding in HTTP/1.0", p_te_10, "Transfer-Encoding in HTTP/1.0"),
     OURS("Transfer-Encoding other than one \"chunked\"", p_te_other, "unsupported transfer coding",
          "invalid Transfer-Encoding", "chunked is not the final transfer coding",
@@ -879,7 +860,6 @@ static bool c_cr(const chunk_view *c) { return c->e && c->p[c->e - 1] == '\r'; }
 static bool c_not_crlf(const chunk_view *c) { return c->p[c->e] != '\r' || c_cr(c); }
 static bool c_ctl(const chunk_view *c) { return ctl(c->p[c->e]); }
 static bool c_ws(const chunk_view *c) { return c->p[c->e] == ' ' || c->p[c->e] == '\t'; }
-static bool c_name(const chunk_view *c) { return !tchar(c->p[c->e]); }
 static bool c_high(const chunk_view *c) { return c->p[c->e] >= 0x80; }
 static bool c_long(const chunk_view *c) { return c->e - line_start(c->p, c->e) >= 4095; }
 
@@ -949,7 +929,6 @@ static chunk_exemption chunk_exemptions[] = {
     {"control byte in a chunk extension", "invalid character in chunk extension", -1, c_ctl, 0},
     {"obs-fold in a trailer", "obs-fold in trailer", -1, c_ws, 0},
     {"whitespace before colon in a trailer", "whitespace before colon in trailer", -1, c_ws, 0},
-    {"invalid trailer name", "invalid trailer field name", -1, c_name, 0},
     {"control byte in a trailer value", "invalid character in trailer value", -1, c_ctl, 0},
     {"chunk-size line over 4 KiB", "chunk size line too long", -1, c_long, 0},
     {"trailers over 16 KiB", "trailer section too large", -1, NULL, 0},

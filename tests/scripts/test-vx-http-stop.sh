@@ -10,7 +10,9 @@
 #   - SIGTERM repeated until it exits: those that come while main frees the
 #     server used to run a handler on freed memory (ASan builds caught it).
 # Env: VX_BIN (directory with vx-http), VX_BACKEND (default epoll), MODEL
-# (default single). Exit 77 if the backend is unavailable.
+# (default single; a threads model: procs workers and the blocking baselines
+# never hear of vx_http_shutdown, so they answer keep-alive and hold idle
+# connections until drain_ms). Exit 77 if the backend is unavailable.
 set -uo pipefail
 : "${VX_BIN:?VX_BIN must name the directory holding vx-http}"
 backend=${VX_BACKEND:-epoll}
