@@ -41,7 +41,7 @@ test: build
 	cmake -S . -B build-memcheck $(MEMCHECK_CFG) && \
 	cmake --build build-memcheck -j$(JOBS) || exit 1; \
 	$(CTEST) --test-dir build-memcheck -L memcheck || rc=1; \
-	FUZZ_TOTAL_SECONDS=$${FUZZ_TOTAL_SECONDS:-50} bash tests/fuzz/run.sh || rc=1; \
+	FUZZ_TOTAL_SECONDS=$${FUZZ_TOTAL_SECONDS:-45} bash tests/fuzz/run.sh || rc=1; \
 	if [ $$rc -ne 0 ]; then echo "make test: FAILED (see above)"; fi; \
 	exit $$rc
 
@@ -79,7 +79,7 @@ soak: build
 	SOAK_SECONDS=$(SOAK_SECONDS) VX_BIN=$(CURDIR)/build/bin bash scripts/soak.sh
 
 # libFuzzer (clang) on every tests/fuzz target, FUZZ_SECONDS each (default
-# 20; `make fuzz FUZZ_SECONDS=120`). `make test` gives them 50 s in all
+# 20; `make fuzz FUZZ_SECONDS=120`). `make test` gives them 45 s in all
 # (FUZZ_TOTAL_SECONDS), and both its ctest passes replay the checked-in
 # corpora (fuzz.<target>.replay).
 fuzz: deps

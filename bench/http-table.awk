@@ -1,29 +1,10 @@
 # http-table.awk: raw.txt of bench/http.sh -> markdown tables (medians, min-max).
-#   awk -f bench/http-table.awk bench/results/http-<stamp>/raw.txt
+#   awk -f bench/stats.awk -f bench/http-table.awk bench/results/http-<stamp>/raw.txt
 # Input: "run key=value ..." lines (one per measured run) and "fail ..." lines.
 # "vs raw-epoll" = median req per server core-second of the row / raw-epoll's
 # median in the same test; in brackets the min-max of the per-round ratios
 # (each run divided by the raw-epoll run of the same round and test). The
 # same for nginx.
-
-function val(k) { return (k in F) ? F[k] : "" }
-
-# median / min / max of list L[key, 1..n]
-function stat(key, what,   n, i, j, t, a) {
-    n = N[key]
-    if (!n) return ""
-    for (i = 1; i <= n; i++) a[i] = L[key, i] + 0
-    for (i = 2; i <= n; i++) {                   # insertion sort, n is small
-        t = a[i]
-        for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]
-        a[j + 1] = t
-    }
-    if (what == "min") return a[1]
-    if (what == "max") return a[n]
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-}
-
-function add(key, v) { if (v == "" || v == "NA") return; L[key, ++N[key]] = v }
 
 # "median [min–max]" with printf format fmt; "-" when there is nothing
 function mmm(key, fmt) {

@@ -427,7 +427,7 @@ done
     echo
     sed 's/^/    /' "$RESDIR/env.txt"
     echo
-    awk -f bench/http-table.awk "$RAW"
+    awk -f bench/stats.awk -f bench/http-table.awk "$RAW"
 } > "$RESDIR/summary.md"
 cat "$RESDIR/summary.md"
 note "raw lines: $RAW"

@@ -255,7 +255,7 @@ done
     echo
     sed 's/^/    /' "$RESDIR/env.txt"
     echo
-    awk -f bench/table.awk "$RAW"
+    awk -f bench/stats.awk -f bench/table.awk "$RAW"
 } > "$RESDIR/summary.md"
 cat "$RESDIR/summary.md"
 note "raw lines: $RAW"

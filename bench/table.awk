@@ -1,29 +1,10 @@
 # table.awk: raw.txt of bench/run.sh -> markdown tables (medians, min-max).
-#   awk -f bench/table.awk bench/results/<stamp>/raw.txt
+#   awk -f bench/stats.awk -f bench/table.awk bench/results/<stamp>/raw.txt
 # Input: "run key=value ..." lines (one per measured run) and "fail ..." lines.
 # Ratios: "vs raw-epoll" = median CPU/msg of the row / median CPU/msg of
 # raw-epoll at the same size; in brackets the min-max of the per-round ratios
 # (each run divided by the raw-epoll run of the same round and size, which ran
 # a few seconds earlier or later).
-
-function val(k) { return (k in F) ? F[k] : "" }
-
-# median / min / max of list L[key, 1..n]
-function stat(key, what,   n, i, j, t, a) {
-    n = N[key]
-    if (!n) return ""
-    for (i = 1; i <= n; i++) a[i] = L[key, i] + 0
-    for (i = 2; i <= n; i++) {                   # insertion sort, n is small
-        t = a[i]
-        for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]
-        a[j + 1] = t
-    }
-    if (what == "min") return a[1]
-    if (what == "max") return a[n]
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-}
-
-function add(key, v) { if (v == "") return; L[key, ++N[key]] = v }
 
 # "median [min-max]" with printf format fmt
 function mmm(key, fmt) {

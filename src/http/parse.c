@@ -154,7 +154,7 @@ __attribute__((target("avx2"))) static const char *scan_avx2(const char *p, cons
 /* ------------------------------------------------------- run-time selection */
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-static int g_best;  /* best level this CPU has: 0 scalar, 1 SSE4.2, 2 AVX2 */
+static int g_best;       /* best level this CPU has: 0 scalar, 1 SSE4.2, 2 AVX2 */
 static int g_level = -1; /* level in use (atomic: tests may change it); -1 before init */
 
 static void http_init(void) {
@@ -614,9 +614,8 @@ static inline ssize_t parse_head(const char *buf, size_t len, vx_http_request *r
 
 /* One copy of the parser per level, each with every scan inlined (flatten),
  * so the vector constants stay in registers across a whole head. */
-__attribute__((flatten)) static ssize_t parse_scalar(const char *buf, size_t len,
-                                                     vx_http_request *req, int *status,
-                                                     const char **why) {
+__attribute__((flatten)) static ssize_t
+parse_scalar(const char *buf, size_t len, vx_http_request *req, int *status, const char **why) {
     return parse_head(buf, len, req, status, why, 0);
 }
 
@@ -786,8 +785,7 @@ ssize_t vx_http_chunked_decode(vx_http_chunked *d, char *buf, size_t len, size_t
         const char *err = chunk_step(d, (uint8_t)buf[r]);
         /* C_SIZE0 is only re-entered by the LF ending a chunk's data: not part
          * of the next size line, whose limit must not depend on its position. */
-        if (!err && d->state >= C_SIZE && d->state <= C_SIZE_LF &&
-            ++d->line_bytes > CHUNK_LINE_MAX)
+        if (!err && d->state >= C_SIZE && d->state <= C_SIZE_LF && ++d->line_bytes > CHUNK_LINE_MAX)
             err = "chunk size line too long";
         if (!err && d->state >= C_TR_START && ++d->trailer_bytes > TRAILER_MAX)
             err = "trailer section too large";
