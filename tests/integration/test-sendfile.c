@@ -446,7 +446,12 @@ TEST(peer_gone_mid_file_no_sigpipe) {
         CHECK_EQ_INT(read_exact(fd, buf, sizeof buf, 3000), sizeof buf);
         close(fd);
         REQUIRE(wait_ge(&s.closed, i + 1, 5000));
-        CHECK_EQ_STR(vx_err_name(atomic_load(&s.close_err)), "EPIPE");
+        /* The point is that no SIGPIPE killed us. Which error closes the
+         * conn is a race: sendfile sees EPIPE, while a read in flight (uring's
+         * multishot recv) sees the ECONNRESET a Unix socket closed with
+         * unread data leaves on its peer. */
+        int err = atomic_load(&s.close_err);
+        CHECK_MSG(err == -EPIPE || err == -ECONNRESET, "closed with %s", vx_err_name(err));
     }
     server_stop(&s.srv);
     close(ffd);
