@@ -27,11 +27,7 @@ function ratio(g, ref,   t, r, key) {
 }
 
 $1 == "run" || $1 == "fail" {
-    delete F
-    for (i = 2; i <= NF; i++) {
-        eq = index($i, "=")
-        if (eq) F[substr($i, 1, eq - 1)] = substr($i, eq + 1)
-    }
+    fields()
     if (val("test") == "all") {                  # the server did not start
         nostart[val("server")]++
         next

@@ -14,13 +14,9 @@
 # Writes bench/results/http-<UTC stamp>/{env.txt,raw.txt,summary.md}; prints
 # summary.md on stdout, progress on stderr.
 set -euo pipefail
-for arg in "$@"; do
-    case $arg in
-    [A-Z]*=*) export "${arg?}" ;;
-    -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "http.sh: unknown argument '$arg' (use KEY=VALUE)" >&2; exit 2 ;;
-    esac
-done
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # note, die, kv, ports, the tree, start/stop by PID, /proc counters
+bench_args 15 "$@"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -44,8 +40,6 @@ HEADERS=(-H 'Host: localhost' -H 'Connection: keep-alive'
     -H 'Accept: text/plain,text/html;q=0.9,application/xhtml+xml;q=0.9,application/xml;q=0.8,*/*;q=0.7')
 
 SRV_PID='' CLIENT_PID='' TMP=''
-# shellcheck source=bench/lib.sh
-source bench/lib.sh # note, die, kv, ports, the tree, start/stop by PID, /proc counters
 
 # Kill only what we started, by PID: wrk (under timeout) and the server tree.
 cleanup() {

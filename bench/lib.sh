@@ -13,6 +13,20 @@ BENCH_PROG=$(basename "$0")
 note() { echo "$BENCH_PROG: $*" >&2; }
 die() { note "$*"; exit 2; }
 
+# bench_args LAST ARG...: export the KEY=VALUE arguments (before the script
+# reads its knobs); --help prints the script's header comment, lines 2..LAST.
+bench_args() {
+    local last=$1 arg
+    shift
+    for arg in "$@"; do
+        case $arg in
+        [A-Z]*=*) export "${arg?}" ;;
+        -h | --help) sed -n "2,${last}p" "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument '$arg' (use KEY=VALUE)" ;;
+        esac
+    done
+}
+
 # kv KEY LINE: value of KEY=... in a space-separated key=value line
 kv() { local k=$1; shift; sed -n "s/.*\\b$k=\\([^ ]*\\).*/\\1/p" <<< "$*"; }
 

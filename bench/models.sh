@@ -12,13 +12,9 @@
 # Writes bench/results/models-<UTC stamp>/{env.txt,raw.txt,summary.md};
 # prints summary.md on stdout, progress on stderr.
 set -u
-for arg in "$@"; do
-    case $arg in
-    [A-Z]*=*) export "${arg?}" ;;
-    -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "models.sh: unknown argument '$arg' (use KEY=VALUE)" >&2; exit 2 ;;
-    esac
-done
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # note, die, kv, ports, the tree, start/stop by PID, /proc counters
+bench_args 14 "$@"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 2
@@ -39,8 +35,6 @@ CC=${CC:-cc}
 BENCH_CFLAGS=(-O2 -g -std=c11 -Wall -Wextra)
 
 SRV_PID='' CLIENT_PID='' TMP=''
-# shellcheck source=bench/lib.sh
-source bench/lib.sh # note, die, kv, ports, the tree, start/stop by PID, /proc counters
 
 cleanup() {
     [ -n "$CLIENT_PID" ] && kill -KILL "$CLIENT_PID" 2>/dev/null

@@ -12,13 +12,9 @@
 # Writes bench/results/<UTC timestamp>/{env.txt,raw.txt,summary.md}; prints
 # env.txt and summary.md on stdout, progress on stderr.
 set -u
-for arg in "$@"; do
-    case $arg in
-    [A-Z]*=*) export "${arg?}" ;;
-    -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "run.sh: unknown argument '$arg' (use KEY=VALUE)" >&2; exit 2 ;;
-    esac
-done
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # note, die, kv, ports, the tree, start/stop by PID, /proc counters
+bench_args 14 "$@"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 2
@@ -39,8 +35,6 @@ BENCH_CFLAGS=(-O2 -g -std=c11 -Wall -Wextra)
 PEER_CFLAGS=(-O2 -g)
 
 SRV_PID='' CLIENT_PID='' TMP=''
-# shellcheck source=bench/lib.sh
-source bench/lib.sh     # note, die, kv, ports, start/stop by PID, /proc counters
 
 # Kill only what we started, by PID.
 cleanup() {

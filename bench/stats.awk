@@ -2,6 +2,15 @@
 # load it first: awk -f bench/stats.awk -f bench/table.awk RAW
 # Runs are collected per key with add(key, value), then summarised by stat().
 
+# F[key] = value for the "key=value" fields of this record (after $1)
+function fields(   i, eq) {
+    delete F
+    for (i = 2; i <= NF; i++) {
+        eq = index($i, "=")
+        if (eq) F[substr($i, 1, eq - 1)] = substr($i, eq + 1)
+    }
+}
+
 function val(k) { return (k in F) ? F[k] : "" }
 
 # median / min / max of list L[key, 1..n]

@@ -23,11 +23,7 @@ function ratio(g, ref,   s, r, k, i, key) {
 }
 
 $1 == "run" || $1 == "fail" {
-    delete F
-    for (i = 2; i <= NF; i++) {
-        eq = index($i, "=")
-        if (eq) F[substr($i, 1, eq - 1)] = substr($i, eq + 1)
-    }
+    fields()
     g = val("server") SUBSEP val("size")
     if (!(g in seen)) { seen[g] = 1; order[++ng] = g }
     if (!(val("size") in sizeseen)) { sizeseen[val("size")] = 1; sizes[++nsizes] = val("size") }
