@@ -1,9 +1,10 @@
 /* Loops on threads: the single, reuseport, shared and handoff models.
  *
- * Every loop runs on a thread of its own, created here with every signal
- * blocked (the process's signal handling is unchanged); the calling thread
- * only starts, and then joins, them. Loops are created, set up and freed on
- * their own thread (io_uring rings are single-issuer).
+ * With several loops, every loop runs on a thread of its own, created here
+ * with every signal blocked (the process's signal handling is unchanged); the
+ * calling thread only starts, and then joins, them. One loop runs on the
+ * calling thread itself (run_inline). Loops are created, set up and freed on
+ * the thread that runs them (io_uring rings are single-issuer).
  *
  *   single     one loop, listening on s->listen_fd
  *   reuseport  loop 0 listens on s->listen_fd, loop i on its own SO_REUSEPORT
@@ -90,6 +91,7 @@ typedef struct threads {
     int n;        /* serving loops (vx_server_count) */
     int nthreads; /* n, plus the acceptor for handoff */
     bool handoff;
+    bool inline_run; /* the one loop runs on the caller's thread (run_inline) */
     tloop *loops;
 
     pthread_mutex_t mu; /* start barrier, accept_done */
@@ -414,6 +416,8 @@ static bool barrier(threads *t, int rc) {
     if (rc < 0 && !t->failed)
         t->failed = rc;
     t->ready++;
+    if (t->inline_run) /* nobody else to decide */
+        t->go = !(t->abort = t->failed != 0);
     pthread_cond_broadcast(&t->cv);
     while (!t->go && !t->abort)
         pthread_cond_wait(&t->cv, &t->mu);
@@ -553,6 +557,38 @@ static int check_model(const vx_server *s) {
     return 0;
 }
 
+/* One loop (single, or reuseport/shared with N = 1) runs on the calling
+ * thread: no thread to start, and the process stays single-threaded, which
+ * the kernel rewards on every syscall (fdget takes no reference when the fd
+ * table is not shared: +5% per recv/send pair, measured in docs/models.md).
+ * The caller's signal mask stays as it is, so its handlers (vx_server_stop)
+ * may run here and interrupt a wait, which the loop retries; pinning is undone
+ * when the run ends. */
+static void run_inline(threads *t) {
+    tloop *l = &t->loops[0];
+    cpu_set_t cpus;
+    bool restore = t->s->o.pin_cpus && sched_getaffinity(0, sizeof cpus, &cpus) == 0;
+    l->tid = pthread_self();
+    t->inline_run = true;
+    threads *outer = tl_owner; /* a loop callback may run a server of its own */
+    loop_thread(l);
+    tl_owner = outer;
+    if (restore)
+        sched_setaffinity(0, sizeof cpus, &cpus);
+}
+
+/* The run is over: the first error, and the state freed. */
+static int finish(vx_server *s, threads *t) {
+    pthread_mutex_lock(&impl_lock);
+    s->impl = NULL;
+    pthread_mutex_unlock(&impl_lock);
+    int rc = t->failed;
+    for (int i = 0; !rc && i < t->nthreads; i++)
+        rc = t->loops[i].rc;
+    threads_free(t);
+    return rc;
+}
+
 int vx__threads_run(vx_server *s) {
     threads *t;
     int rc = check_model(s);
@@ -562,6 +598,10 @@ int vx__threads_run(vx_server *s) {
     s->impl = t;
     pthread_mutex_unlock(&impl_lock);
 
+    if (t->nthreads == 1) { /* one loop: on this thread, the process gains none */
+        run_inline(t);
+        return finish(s, t);
+    }
     int started = start_threads(t);
     pthread_mutex_lock(&t->mu);
     while (t->ready < started)
@@ -576,15 +616,7 @@ int vx__threads_run(vx_server *s) {
     pthread_mutex_unlock(&t->mu);
     for (int i = 0; i < started; i++)
         pthread_join(t->loops[i].tid, NULL);
-
-    pthread_mutex_lock(&impl_lock);
-    s->impl = NULL;
-    pthread_mutex_unlock(&impl_lock);
-    rc = t->failed;
-    for (int i = 0; !rc && i < t->nthreads; i++)
-        rc = t->loops[i].rc;
-    threads_free(t);
-    return rc;
+    return finish(s, t);
 }
 
 int vx__threads_count(const vx_server *s) {
