@@ -114,40 +114,57 @@ __attribute__((target("sse4.2"))) static const char *scan_sse42(const char *p, c
 }
 
 /* Nibble lookup (exact): byte b is in the class when lo[b & 15] has bit
- * (b >> 4) set; bytes >= 0x80 index the zero half of the high table. Runs
- * are mostly short (header values), so one 16-byte step comes first. */
-__attribute__((target("avx2"))) static const char *scan_avx2(const char *p, const char *end,
-                                                             const cclass *c) {
-    const __m128i lo16 = _mm_loadu_si128((const __m128i *)(const void *)c->lo);
+ * (b >> 4) set; bytes >= 0x80 index the zero half of the high table. Bit i
+ * of the result: byte i of b stops the run. */
+__attribute__((target("avx2"))) static inline uint32_t stop16(__m128i b, __m128i lo16,
+                                                              uint32_t high_ok) {
     const __m128i hi16 = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0, 0, 0);
+    __m128i in =
+        _mm_and_si128(_mm_shuffle_epi8(lo16, _mm_and_si128(b, _mm_set1_epi8(0x0f))),
+                      _mm_shuffle_epi8(hi16, _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0f))));
+    uint32_t stop = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(in, _mm_setzero_si128()));
+    return stop & ~((uint32_t)_mm_movemask_epi8(b) & high_ok);
+}
+
+/* Runs are mostly short (header values), so one 16-byte step comes first.
+ * Fewer than 16 bytes before end are read with one load that ends at end
+ * and starts before p (base..end is readable), the bits before p dropped;
+ * only a buffer shorter than 16 bytes goes byte by byte. */
+__attribute__((target("avx2"))) static const char *scan_avx2(const char *p, const char *end,
+                                                             const cclass *c, const char *base) {
+    const __m128i lo16 = _mm_loadu_si128((const __m128i *)(const void *)c->lo);
     const uint32_t high_ok = c->ok[0x80] ? 0xffffffffu : 0; /* 0x80..0xff all alike */
+    uint32_t stop;
     if (end - p >= 16) {
-        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)p);
-        __m128i in = _mm_and_si128(
-            _mm_shuffle_epi8(lo16, _mm_and_si128(b, _mm_set1_epi8(0x0f))),
-            _mm_shuffle_epi8(hi16, _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0f))));
-        uint32_t stop = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(in, _mm_setzero_si128()));
-        stop &= ~((uint32_t)_mm_movemask_epi8(b) & high_ok);
-        if (stop)
+        if ((stop = stop16(_mm_loadu_si128((const __m128i *)(const void *)p), lo16, high_ok)))
             return p + __builtin_ctz(stop);
         p += 16;
+        const __m256i lo_lut = _mm256_broadcastsi128_si256(lo16);
+        const __m256i hi_lut = _mm256_broadcastsi128_si256(
+            _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0, 0, 0));
+        const __m256i nib = _mm256_set1_epi8(0x0f);
+        while (end - p >= 32) {
+            __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)p);
+            __m256i l = _mm256_shuffle_epi8(lo_lut, _mm256_and_si256(b, nib));
+            __m256i h = _mm256_shuffle_epi8(hi_lut, _mm256_and_si256(_mm256_srli_epi16(b, 4), nib));
+            __m256i in = _mm256_and_si256(l, h);
+            stop = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(in, _mm256_setzero_si256()));
+            stop &= ~((uint32_t)_mm256_movemask_epi8(b) & high_ok);
+            if (stop)
+                return p + __builtin_ctz(stop);
+            p += 32;
+        }
+        if (end - p >= 16) {
+            if ((stop = stop16(_mm_loadu_si128((const __m128i *)(const void *)p), lo16, high_ok)))
+                return p + __builtin_ctz(stop);
+            p += 16;
+        }
     }
-    const __m256i lo_lut = _mm256_broadcastsi128_si256(lo16);
-    const __m256i hi_lut = _mm256_broadcastsi128_si256(hi16);
-    const __m256i nib = _mm256_set1_epi8(0x0f);
-    while (end - p >= 32) {
-        __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)p);
-        __m256i l = _mm256_shuffle_epi8(lo_lut, _mm256_and_si256(b, nib));
-        __m256i h = _mm256_shuffle_epi8(hi_lut, _mm256_and_si256(_mm256_srli_epi16(b, 4), nib));
-        __m256i in = _mm256_and_si256(l, h);
-        uint32_t stop =
-            (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(in, _mm256_setzero_si256()));
-        stop &= ~((uint32_t)_mm256_movemask_epi8(b) & high_ok);
-        if (stop)
-            return p + __builtin_ctz(stop);
-        p += 32;
-    }
-    return scan_scalar(p, end, c);
+    if (p == end || end - base < 16)
+        return scan_scalar(p, end, c);
+    const char *q = end - 16;
+    stop = stop16(_mm_loadu_si128((const __m128i *)(const void *)q), lo16, high_ok) >> (p - q);
+    return stop ? p + __builtin_ctz(stop) : end;
 }
 #endif
 
@@ -200,6 +217,7 @@ void vx__http_force_scalar(bool on) { vx__http_simd_cap(on ? 0 : 2); }
 
 /* One parse call: the bound and how running into it is reported. */
 typedef struct ctx {
+    const char *buf;  /* the data's start: [buf, hend) may be read in any order */
     const char *hend; /* the data's end, or VX_HTTP_MAX_HEAD bytes in */
     bool capped;      /* more data lies past hend: reaching it means 431 */
     int level;
@@ -211,7 +229,7 @@ static const char *scan(const ctx *x, const char *p, const char *end, int cls) {
     const cclass *c = &classes[cls];
 #if defined(__x86_64__)
     if (x->level == 2)
-        return scan_avx2(p, end, c);
+        return scan_avx2(p, end, c, x->buf);
     if (x->level == 1)
         return scan_sse42(p, end, c);
 #else
@@ -574,6 +592,7 @@ static ssize_t apply_framing(const ctx *x, vx_http_request *req, const framing *
 static inline ssize_t parse_head(const char *buf, size_t len, vx_http_request *req, int *status,
                                  const char **why, int level) {
     ctx x = {
+        .buf = buf,
         .hend = buf + (len > VX_HTTP_MAX_HEAD ? VX_HTTP_MAX_HEAD : len),
         .capped = len > VX_HTTP_MAX_HEAD,
         .level = level,
