@@ -152,7 +152,7 @@ typedef struct uring {
     unsigned sends;     /* send SQEs prepared since the last enter */
     vx__outq graveyard; /* queues of closed conns with a send in flight and no uop */
     uop **ops;
-    int32_t nops, free_op;
+    int32_t nops, cap_ops, free_op;
     vx_loop *loop;
     struct io_uring_cqe cqes[CQE_BATCH];
 } uring;
@@ -297,13 +297,19 @@ static uop *op_get(uring *u, vx__handle *h) {
     if (h->slot >= 0)
         return u->ops[h->slot];
     if (u->free_op < 0) {
-        uop **v = vx__realloc(u->ops, (size_t)(u->nops + 1) * sizeof *v);
-        if (!v)
+        if (u->nops == u->cap_ops) { /* the pointer array doubles; uops never move */
+            int32_t cap = u->cap_ops ? 2 * u->cap_ops : 16;
+            uop **v = vx__realloc(u->ops, (size_t)cap * sizeof *v);
+            if (!v)
+                return NULL;
+            u->ops = v;
+            u->cap_ops = cap;
+        }
+        uop *op = vx__calloc(1, sizeof(uop));
+        if (!op)
             return NULL;
-        u->ops = v;
-        if (!(v[u->nops] = vx__calloc(1, sizeof(uop))))
-            return NULL;
-        v[u->nops]->next_free = -1;
+        op->next_free = -1;
+        u->ops[u->nops] = op;
         u->free_op = u->nops++;
     }
     h->slot = u->free_op;

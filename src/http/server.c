@@ -364,7 +364,14 @@ static bool begin_request(vx_http_req *r) {
         return false;
     }
     if (has_body && r->pr.expect_continue && !r->continue_sent && r->pr.minor >= 1) {
-        vx_conn_write(r->c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        /* Unqueueable (out of memory, or closing): the client may wait for
+         * it forever, so the connection ends instead. */
+        int rc = vx_conn_write(r->c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        if (rc < 0) {
+            log_refused(vx_conn_loop(r->c), 503, "100 Continue not queueable: connection closed");
+            vx_conn_abort(r->c, false);
+            return false;
+        }
         r->continue_sent = true;
     }
     return true;
