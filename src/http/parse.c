@@ -25,6 +25,7 @@
 
 #include <assert.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +46,23 @@ typedef struct cclass {
 } cclass;
 
 static cclass classes[CL_COUNT];
+
+#if defined(__x86_64__)
+/* The AVX2 nibble tables (cclass.lo) and whether bytes >= 0x80 continue the
+ * run, as constants: loads from const data stay hoisted across the parse,
+ * where a load from classes[] would be repeated after every store into the
+ * request (char-typed data may alias anything). http_init checks them
+ * against the tables it builds. */
+static const uint8_t avx2_lo[CL_COUNT][16] = {
+    [CL_TOKEN] = {0xe8, 0xfc, 0xf8, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xf8, 0xf8, 0xf4, 0x54, 0xd0, 0x54,
+                  0xf4, 0x70},
+    [CL_TARGET] = {0xf8, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc,
+                   0xfc, 0x7c},
+    [CL_VALUE] = {0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfd, 0xfc, 0xfc, 0xfc, 0xfc,
+                  0xfc, 0x7c},
+};
+static const bool avx2_high_ok[CL_COUNT] = {[CL_VALUE] = true}; /* obs-text in values */
+#endif
 
 /* tchar (RFC 9110 5.6.2) */
 static bool is_tchar(int c) {
@@ -131,9 +149,10 @@ __attribute__((target("avx2"))) static inline uint32_t stop16(__m128i b, __m128i
  * and starts before p (base..end is readable), the bits before p dropped;
  * only a buffer shorter than 16 bytes goes byte by byte. */
 __attribute__((target("avx2"))) static const char *scan_avx2(const char *p, const char *end,
-                                                             const cclass *c, const char *base) {
-    const __m128i lo16 = _mm_loadu_si128((const __m128i *)(const void *)c->lo);
-    const uint32_t high_ok = c->ok[0x80] ? 0xffffffffu : 0; /* 0x80..0xff all alike */
+                                                             int cls, const char *base) {
+    const cclass *c = &classes[cls]; /* for the scalar rest of a tiny buffer */
+    const __m128i lo16 = _mm_loadu_si128((const __m128i *)(const void *)avx2_lo[cls]);
+    const uint32_t high_ok = avx2_high_ok[cls] ? 0xffffffffu : 0; /* 0x80..0xff all alike */
     uint32_t stop;
     if (end - p >= 16) {
         if ((stop = stop16(_mm_loadu_si128((const __m128i *)(const void *)p), lo16, high_ok)))
@@ -178,6 +197,14 @@ static void http_init(void) {
     class_init(&classes[CL_TOKEN], is_tchar, "\x00\x20\"\"(),,//:@[]{\xff", 16);
     class_init(&classes[CL_TARGET], is_target, "\x00\x20\x7f\xff", 4);
     class_init(&classes[CL_VALUE], is_value, "\x00\x08\x0a\x1f\x7f\x7f", 6);
+#if defined(__x86_64__)
+    for (int i = 0; i < CL_COUNT; i++) /* the constants must say what the classes say */
+        for (int b = 0x80; b < 0x100; b++)
+            if (memcmp(avx2_lo[i], classes[i].lo, 16) || classes[i].ok[b] != avx2_high_ok[i]) {
+                fprintf(stderr, "vortex: parse.c: avx2_lo/avx2_high_ok disagree with class %d\n", i);
+                abort();
+            }
+#endif
     int best = 0;
 #if defined(__x86_64__)
     __builtin_cpu_init();
@@ -229,7 +256,7 @@ static const char *scan(const ctx *x, const char *p, const char *end, int cls) {
     const cclass *c = &classes[cls];
 #if defined(__x86_64__)
     if (x->level == 2)
-        return scan_avx2(p, end, c, x->buf);
+        return scan_avx2(p, end, cls, x->buf);
     if (x->level == 1)
         return scan_sse42(p, end, c);
 #else
