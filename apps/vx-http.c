@@ -483,9 +483,12 @@ static void h_metrics(vx_http_req *r, void *d) {
 
 static void on_signal(int signum) {
     (void)signum;
-    vx_http_shutdown(http); /* both async-signal-safe */
-    vx_server_stop(server);
+    vx_server_stop(server); /* async-signal-safe; calls on_stop */
 }
+
+/* vx_server_stop's hook, here and in every procs worker: idle keep-alive
+ * connections close now, in-flight requests finish (async-signal-safe). */
+static void on_stop(void *data) { vx_http_shutdown(data); }
 
 static void usage(FILE *f) {
     fprintf(f, "usage: vx-http [--host H] [--port P] [--backend "
@@ -720,6 +723,7 @@ int main(int argc, char **argv) {
         .model = opt.model,
         .on_accept = vx_http_on_accept,
         .on_blocking = serve_blocking,
+        .on_stop = on_stop,
         .data = http,
     };
     int rc = vx_server_new(&server, &so);

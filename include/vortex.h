@@ -384,6 +384,11 @@ typedef struct vx_server_opts {
     void *data;
     uint64_t drain_ms; /* graceful stop: in-flight connections get this long (0: 5000) */
     bool quiet;        /* procs: no log line per worker start/exit */
+    /* Optional: vx_server_stop calls on_stop(data) first, in its caller's
+     * context (a signal handler too: must be async-signal-safe), and so does
+     * every procs worker as it stops, on its own copy of data; e.g. a
+     * vx_http_shutdown, so that idle keep-alive connections end at once. */
+    void (*on_stop)(void *data);
 } vx_server_opts;
 
 /* Bind (the master binds for procs) and prepare; nothing runs yet. */

@@ -108,6 +108,8 @@ int vx_server_run(vx_server *s) {
 }
 
 void vx_server_stop(vx_server *s) {
+    if (s->o.on_stop)
+        s->o.on_stop(s->o.data);
     atomic_store(&s->stopping, true);
     uint64_t one = 1;
     ssize_t rc = write(s->stop_fd, &one, sizeof one); /* async-signal-safe */

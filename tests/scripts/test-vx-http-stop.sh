@@ -9,15 +9,20 @@
 #   - SIGTERM right after the listening line, no client;
 #   - SIGTERM repeated until it exits: those that come while main frees the
 #     server used to run a handler on freed memory (ASan builds caught it).
-# Env: VX_BIN (directory with vx-http), VX_BACKEND (default epoll), MODEL
-# (default single; a threads model: procs workers and the blocking baselines
-# never hear of vx_http_shutdown, so they answer keep-alive and hold idle
-# connections until drain_ms). Exit 77 if the backend is unavailable.
+# Each case runs under every model of MODELS (default "single procs:2"): a
+# procs worker hears of the stop through vx_server_opts.on_stop, so it too
+# closes the idle connection at once (case 1 allows 3 s, against the 5 s an
+# idle connection would be held for until drain_ms), and answers the
+# mid-request client with Connection: close. (The blocking baselines keep
+# their idle connections until drain_ms: not run here.)
+# Env: VX_BIN (directory with vx-http), VX_BACKEND (default epoll), MODELS.
+# Exit 77 if the backend is unavailable.
 set -uo pipefail
 : "${VX_BIN:?VX_BIN must name the directory holding vx-http}"
 backend=${VX_BACKEND:-epoll}
-model=${MODEL:-single}
-bound_ms=6000 # vx-http's drain_ms (5000) + 1 s: past it, a hang
+drain_bound_ms=6000 # vx-http's drain_ms (5000) + 1 s: past it, a hang
+idle_bound_ms=3000  # idle keep-alive connections close at the stop, not at drain_ms
+bound_ms=$drain_bound_ms
 tmp=$(mktemp -d)
 pid=
 cleanup() { [[ -n $pid ]] && kill -9 "$pid" 2>/dev/null; rm -rf "$tmp"; }
@@ -95,18 +100,22 @@ else:
 EOF
 client() { python3 "$tmp/client.py" "$port" "$1"; }
 
+cases() {
 # 1. SIGTERM blocked by the parent, an idle keep-alive connection open.
 start blocked
 client idle >"$tmp/c1" &
 cpid=$!
 for _ in $(seq 200); do grep -q ready "$tmp/c1" && break; sleep 0.025; done
 grep -q ready "$tmp/c1" || fail "idle client not ready"
-term "parent blocked SIGTERM"
+bound_ms=$idle_bound_ms
+term "parent blocked SIGTERM, idle connection ($model)"
+bound_ms=$drain_bound_ms
 wait "$cpid"
 grep -q eof "$tmp/c1" || fail "idle keep-alive connection not closed"
 
 # 2. A client mid-request: it is answered (Connection: close), then EOF.
 start
+rm -f "$tmp/in2"
 mkfifo "$tmp/in2"
 client partial <"$tmp/in2" >"$tmp/c2" &
 cpid=$!
@@ -131,3 +140,8 @@ start
 (while kill -TERM "$pid" 2>/dev/null; do sleep 0.001; done) &
 term "repeated SIGTERM"
 echo "ok: vx-http stops on SIGTERM ($backend, $model)"
+}
+
+for model in ${MODELS:-single procs:2}; do
+    cases
+done
