@@ -86,7 +86,10 @@
 #define CQE_BATCH 256      /* CQEs copied out of the ring before dispatch */
 #define FINI_DRAIN_MS 1000 /* bound on waiting for cancels at vx_loop_free */
 #define PIECE (16u * 1024) /* stashed input is handed over this much at a time */
-#define MAX_FIXED (1u << 20) /* file table slots at most (the kernel's own bound) */
+/* File table slots at most: 8 bytes of kernel memory each, per ring, so a
+ * limit of 1M fds (common in containers) does not cost 8 MiB per loop; fds
+ * above it use the plain path. */
+#define MAX_FIXED (1u << 16)
 
 enum { K_NONE, K_RECV, K_SEND, K_CONNECT, K_ACCEPT, K_POLL, K_WPOLL, K_FILES };
 

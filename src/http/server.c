@@ -447,8 +447,14 @@ static ssize_t feed_body(vx_http_req *r, char *p, size_t n, bool *done) {
         const char *why = NULL;
         ssize_t u = vx_http_chunked_decode(&r->ck, p, n, &out, done, &why);
         if (u < 0) {
-            log_refused(vx_conn_loop(r->c), 400, why);
-            vx__http_error(r, 400, true, NULL);
+            /* Data before the error past max_body is a 413, as it is when a
+             * read ends before the error: the answer must not depend on
+             * where the reads split the body. */
+            int status = r->body_mode == VX__HB_BUFFER && r->buf_len + out > r->h->o.max_body
+                             ? 413 : 400;
+            log_refused(vx_conn_loop(r->c), status,
+                        status == 413 ? "body larger than max_body" : why);
+            vx__http_error(r, status, true, NULL);
             return -1;
         }
         used = (size_t)u;
