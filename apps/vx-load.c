@@ -72,8 +72,8 @@ static struct {
  * and the Host value. Two more (414, 431) are built in build_requests(). */
 static const char *const invalid_fmt[] = {
     "GET %s HTTP/1.1\r\nHost: %s\r\nNo-Colon-Here\r\n\r\n",
-    "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
-    "0\r\n\r\n",
+    ("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "0\r\n\r\n"), /* one element (parentheses: clang's -Wstring-concatenation) */
     "GET %s HTTP/1.1\r\nX-Host-Missing: %s\r\n\r\n",
     "GET %s HTTP/1.1\nHost: %s\n\n",
     "GET %s HTTP/1.1\r\nHost: %s\r\nX-Control: a\001b\r\n\r\n",

@@ -134,9 +134,13 @@ __attribute__((target("sse4.2"))) static const char *scan_sse42(const char *p, c
 /* Nibble lookup (exact): byte b is in the class when lo[b & 15] has bit
  * (b >> 4) set; bytes >= 0x80 index the zero half of the high table. Bit i
  * of the result: byte i of b stops the run. */
+__attribute__((target("avx2"))) static inline __m128i high_nibble_lut(void) {
+    return _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0, 0, 0);
+}
+
 __attribute__((target("avx2"))) static inline uint32_t stop16(__m128i b, __m128i lo16,
                                                               uint32_t high_ok) {
-    const __m128i hi16 = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m128i hi16 = high_nibble_lut();
     __m128i in =
         _mm_and_si128(_mm_shuffle_epi8(lo16, _mm_and_si128(b, _mm_set1_epi8(0x0f))),
                       _mm_shuffle_epi8(hi16, _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0f))));
@@ -159,8 +163,7 @@ __attribute__((target("avx2"))) static const char *scan_avx2(const char *p, cons
             return p + __builtin_ctz(stop);
         p += 16;
         const __m256i lo_lut = _mm256_broadcastsi128_si256(lo16);
-        const __m256i hi_lut = _mm256_broadcastsi128_si256(
-            _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0, 0, 0));
+        const __m256i hi_lut = _mm256_broadcastsi128_si256(high_nibble_lut());
         const __m256i nib = _mm256_set1_epi8(0x0f);
         while (end - p >= 32) {
             __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)p);
@@ -198,12 +201,15 @@ static void http_init(void) {
     class_init(&classes[CL_TARGET], is_target, "\x00\x20\x7f\xff", 4);
     class_init(&classes[CL_VALUE], is_value, "\x00\x08\x0a\x1f\x7f\x7f", 6);
 #if defined(__x86_64__)
-    for (int i = 0; i < CL_COUNT; i++) /* the constants must say what the classes say */
+    for (int i = 0; i < CL_COUNT; i++) { /* the constants must say what the classes say */
+        bool same = !memcmp(avx2_lo[i], classes[i].lo, 16);
         for (int b = 0x80; b < 0x100; b++)
-            if (memcmp(avx2_lo[i], classes[i].lo, 16) || classes[i].ok[b] != avx2_high_ok[i]) {
-                fprintf(stderr, "vortex: parse.c: avx2_lo/avx2_high_ok disagree with class %d\n", i);
-                abort();
-            }
+            same &= classes[i].ok[b] == avx2_high_ok[i];
+        if (!same) {
+            fprintf(stderr, "vortex: parse.c: avx2_lo/avx2_high_ok disagree with class %d\n", i);
+            abort();
+        }
+    }
 #endif
     int best = 0;
 #if defined(__x86_64__)

@@ -438,6 +438,11 @@ static void keep_head(vx_http_req *r) {
     r->head_kept = true;
 }
 
+/* n more bytes of a buffered body would pass max_body. */
+static bool over_max_body(const vx_http_req *r, size_t n) {
+    return r->body_mode == VX__HB_BUFFER && r->buf_len + n > r->h->o.max_body;
+}
+
 /* Body bytes of the current request from p[0..n); returns bytes consumed or
  * -1 after refusing. Sets *done at its end. */
 static ssize_t feed_body(vx_http_req *r, char *p, size_t n, bool *done) {
@@ -450,8 +455,7 @@ static ssize_t feed_body(vx_http_req *r, char *p, size_t n, bool *done) {
             /* Data before the error past max_body is a 413, as it is when a
              * read ends before the error: the answer must not depend on
              * where the reads split the body. */
-            int status = r->body_mode == VX__HB_BUFFER && r->buf_len + out > r->h->o.max_body
-                             ? 413 : 400;
+            int status = over_max_body(r, out) ? 413 : 400;
             log_refused(vx_conn_loop(r->c), status,
                         status == 413 ? "body larger than max_body" : why);
             vx__http_error(r, status, true, NULL);
@@ -469,7 +473,7 @@ static ssize_t feed_body(vx_http_req *r, char *p, size_t n, bool *done) {
         r->route->body(r, d, out, r->route->data);
         r->in_handler = false;
     } else if (r->body_mode == VX__HB_BUFFER && out) {
-        bool large = r->buf_len + out > r->h->o.max_body;
+        bool large = over_max_body(r, out);
         if (large || !grow(r, r->buf_len + out)) {
             int status = large ? 413 : 503; /* out of memory is ours, not a body too large */
             log_refused(vx_conn_loop(r->c), status,

@@ -91,7 +91,6 @@ typedef struct threads {
     int n;        /* serving loops (vx_server_count) */
     int nthreads; /* n, plus the acceptor for handoff */
     bool handoff;
-    bool inline_run; /* the one loop runs on the caller's thread (run_inline) */
     tloop *loops;
 
     pthread_mutex_t mu; /* start barrier, accept_done */
@@ -416,7 +415,7 @@ static bool barrier(threads *t, int rc) {
     if (rc < 0 && !t->failed)
         t->failed = rc;
     t->ready++;
-    if (t->inline_run) /* nobody else to decide */
+    if (t->nthreads == 1) /* run_inline: nobody else to decide */
         t->go = !(t->abort = t->failed != 0);
     pthread_cond_broadcast(&t->cv);
     while (!t->go && !t->abort)
@@ -569,7 +568,6 @@ static void run_inline(threads *t) {
     cpu_set_t cpus;
     bool restore = t->s->o.pin_cpus && sched_getaffinity(0, sizeof cpus, &cpus) == 0;
     l->tid = pthread_self();
-    t->inline_run = true;
     threads *outer = tl_owner; /* a loop callback may run a server of its own */
     loop_thread(l);
     tl_owner = outer;

@@ -9,21 +9,13 @@
  * of RFC 9112 7.1 written here from the grammar with the limits vortex.h
  * states. Per call: consumed <= len, output <= consumed; once done, nothing
  * more is consumed; an error is sticky. */
+#define FUZZ_NAME "fuzz-chunked"
+#include "fuzz.h"
 #include "vortex.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define FUZZ_ASSERT(c)                                                                             \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz-chunked: %s (line %d)\n", #c, __LINE__);                         \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 enum { V_MORE, V_DONE, V_ERROR, V_EITHER };
 

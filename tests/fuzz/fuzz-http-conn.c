@@ -14,26 +14,14 @@
  * 100; there are no more final responses than requests our parser finds in
  * the input, as many when nothing closed the connection early, a refused
  * head gets the parser's status; nothing is written once the server closed. */
+#define FUZZ_NAME "fuzz-http-conn"
+#include "fuzz.h"
 #include "fake-conn.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define FUZZ_FAIL(...)                                                                             \
-    do {                                                                                           \
-        fprintf(stderr, "fuzz-http-conn: " __VA_ARGS__);                                           \
-        fprintf(stderr, " (line %d)\n", __LINE__);                                                 \
-        abort();                                                                                   \
-    } while (0)
-#define FUZZ_ASSERT(c)                                                                             \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            FUZZ_FAIL("%s", #c);                                                                   \
-    } while (0)
 
 enum { F_EOF = 1, F_SHUTDOWN = 2, F_BUDGET = 4 };
 

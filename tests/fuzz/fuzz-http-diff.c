@@ -11,26 +11,14 @@
  * what libhttp-parser accepts (stricter, for smuggling safety); accepting
  * what it rejects needs an exemption of its own. VX_FUZZ_DIFF_STATS=1 prints
  * how often each exemption was used. */
+#define FUZZ_NAME "fuzz-http-diff"
+#include "fuzz.h"
 #include "vortex.h"
 
 #include <http_parser.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define FUZZ_FAIL(...)                                                                             \
-    do {                                                                                           \
-        fprintf(stderr, "fuzz-http-diff: " __VA_ARGS__);                                           \
-        fprintf(stderr, " (line %d)\n", __LINE__);                                                 \
-        abort();                                                                                   \
-    } while (0)
-#define FUZZ_ASSERT(c)                                                                             \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            FUZZ_FAIL("%s", #c);                                                                   \
-    } while (0)
 
 #define MAX_MSGS 8
 #define LIB_HEADERS 128

@@ -5,21 +5,13 @@
  * a prefix must not parse. The bytes after a chunked head (or, when the head
  * does not parse, the whole input) go through the chunked decoder in one
  * call, byte by byte and split in two: all three must agree. */
+#define FUZZ_NAME "fuzz-http-parse"
+#include "fuzz.h"
 #include "http/parse.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define FUZZ_ASSERT(c)                                                                             \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz-http-parse: %s (line %d)\n", #c, __LINE__);                      \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static void slice_inside(vx_http_slice s, const char *b, size_t n) {
     FUZZ_ASSERT(s.p >= b && s.n <= n && s.p - b <= (ptrdiff_t)(n - s.n));

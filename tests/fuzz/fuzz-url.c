@@ -7,21 +7,13 @@
  * percent-encoded (hex case and which bytes are escaped chosen by the
  * flags) and must decode back to themselves. vx_http_query_get() is checked
  * against a split-on-'&' reference for the key from the input. */
+#define FUZZ_NAME "fuzz-url"
+#include "fuzz.h"
 #include "vortex.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define FUZZ_ASSERT(c)                                                                             \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz-url: %s (line %d)\n", #c, __LINE__);                             \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 enum { F_UPPER = 1, F_ALL = 2, F_PLUS = 4, F_MIXED = 8 };
 
