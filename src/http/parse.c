@@ -54,12 +54,12 @@ static cclass classes[CL_COUNT];
  * request (char-typed data may alias anything). http_init checks them
  * against the tables it builds. */
 static const uint8_t avx2_lo[CL_COUNT][16] = {
-    [CL_TOKEN] = {0xe8, 0xfc, 0xf8, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xf8, 0xf8, 0xf4, 0x54, 0xd0, 0x54,
-                  0xf4, 0x70},
-    [CL_TARGET] = {0xf8, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc,
-                   0xfc, 0x7c},
-    [CL_VALUE] = {0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfd, 0xfc, 0xfc, 0xfc, 0xfc,
-                  0xfc, 0x7c},
+    [CL_TOKEN] = {0xe8, 0xfc, 0xf8, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xf8, 0xf8, 0xf4, 0x54, 0xd0,
+                  0x54, 0xf4, 0x70},
+    [CL_TARGET] = {0xf8, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc,
+                   0xfc, 0xfc, 0x7c},
+    [CL_VALUE] = {0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfd, 0xfc, 0xfc, 0xfc,
+                  0xfc, 0xfc, 0x7c},
 };
 static const bool avx2_high_ok[CL_COUNT] = {[CL_VALUE] = true}; /* obs-text in values */
 #endif
@@ -141,9 +141,9 @@ __attribute__((target("avx2"))) static inline __m128i high_nibble_lut(void) {
 __attribute__((target("avx2"))) static inline uint32_t stop16(__m128i b, __m128i lo16,
                                                               uint32_t high_ok) {
     const __m128i hi16 = high_nibble_lut();
-    __m128i in =
-        _mm_and_si128(_mm_shuffle_epi8(lo16, _mm_and_si128(b, _mm_set1_epi8(0x0f))),
-                      _mm_shuffle_epi8(hi16, _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0f))));
+    __m128i in = _mm_and_si128(
+        _mm_shuffle_epi8(lo16, _mm_and_si128(b, _mm_set1_epi8(0x0f))),
+        _mm_shuffle_epi8(hi16, _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0f))));
     uint32_t stop = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(in, _mm_setzero_si128()));
     return stop & ~((uint32_t)_mm_movemask_epi8(b) & high_ok);
 }
