@@ -406,11 +406,7 @@ if [ ! -x "$VX_HTTP" ]; then
     make build >&2 || die "make build failed"
 fi
 choose_servers
-RESDIR=bench/results/http-$(date -u +%Y%m%dT%H%M%SZ)
-mkdir -p "$RESDIR"
-RAW=$RESDIR/raw.txt
-environment > "$RESDIR/env.txt"
-sed 's/^/# /' "$RESDIR/env.txt" > "$RAW"
+open_results http-
 note "servers: $RUN_SERVERS; tests: $TESTS; $ROUNDS rounds of ${WARMUP}+${DURATION} s runs -> $RESDIR"
 for round in $(seq "$ROUNDS"); do
     echo "# round $round $(host_noise)" | tee -a "$RAW" >&2

@@ -113,6 +113,18 @@ stop_server() {
     for _ in $(seq 100); do port_listening "$1" || break; sleep 0.05; done
 }
 
+# ------------------------------------------------------------ results
+# open_results PREFIX: RESDIR=bench/results/PREFIX<UTC stamp> made, the
+# calling script's environment() in env.txt, and RAW started with it as
+# comment lines.
+open_results() {
+    RESDIR=bench/results/$1$(date -u +%Y%m%dT%H%M%SZ)
+    mkdir -p "$RESDIR"
+    RAW=$RESDIR/raw.txt
+    environment > "$RESDIR/env.txt"
+    sed 's/^/# /' "$RESDIR/env.txt" > "$RAW"
+}
+
 # ------------------------------------------------------------ accounting
 # tree_counters PID -> "ticks vcsw ivcsw nproc ntasks sched_ns", summed over
 # the tree. sched_ns (on-CPU time from /proc/*/task/*/schedstat, ns) is the

@@ -253,11 +253,7 @@ for m in $MODELS; do
 done
 [ -n "$RUN_MODELS" ] || die "no model could start"
 
-RESDIR=bench/results/models-$(date -u +%Y%m%dT%H%M%SZ)
-mkdir -p "$RESDIR"
-RAW=$RESDIR/raw.txt
-environment > "$RESDIR/env.txt"
-sed 's/^/# /' "$RESDIR/env.txt" > "$RAW"
+open_results models-
 note "models: $RUN_MODELS; conns: $CONNS_LIST; $ROUNDS rounds of ${WARMUP}+${DURATION} s -> $RESDIR"
 for round in $(seq "$ROUNDS"); do
     echo "# round $round $(host_noise)" | tee -a "$RAW" >&2

@@ -232,11 +232,7 @@ environment() {
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/vx-bench.XXXXXX")
 build
 preflight
-RESDIR=bench/results/$(date -u +%Y%m%dT%H%M%SZ)
-mkdir -p "$RESDIR"
-RAW=$RESDIR/raw.txt
-environment > "$RESDIR/env.txt"
-{ sed 's/^/# /' "$RESDIR/env.txt"; } > "$RAW"
+open_results ""
 note "servers: $SERVERS; sizes: $SIZES; $ROUNDS rounds of ${WARMUP}+${DURATION} s runs -> $RESDIR"
 for round in $(seq "$ROUNDS"); do
     echo "# round $round $(host_noise)" | tee -a "$RAW" >&2
