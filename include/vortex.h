@@ -517,8 +517,10 @@ VX_API bool vx_http_query_get(vx_http_slice query, const char *key, vx_http_slic
  * lives in the connections (and a small record per loop for timeouts). */
 typedef struct vx_http vx_http;
 /* A connection's current request and its response. Valid from the handler
- * call until the response ends (or the connection closes). The strings the
- * accessors return are views valid only during the handler and body
+ * call until the response ends, also when the connection closes first: a
+ * handler that returned with its response open must still end it (respond,
+ * end or send_fd; these then fail with -EPIPE), which frees it. The strings
+ * the accessors return are views valid only during the handler and body
  * callbacks: an asynchronous handler copies what it needs first. */
 typedef struct vx_http_req vx_http_req;
 
@@ -536,7 +538,8 @@ typedef struct vx_http_opts {
 
 /* 0, -EINVAL or -ENOMEM. */
 VX_API int vx_http_new(vx_http **out, const vx_http_opts *o);
-/* Once no connection uses it any more. */
+/* Once no connection uses it any more; it also frees the requests whose
+ * connection closed and whose response the application never ended. */
 VX_API void vx_http_free(vx_http *h);
 
 enum {
@@ -587,7 +590,7 @@ VX_API int vx_http_req_minor(const vx_http_req *r); /* HTTP/1.x */
 /* One user pointer per request (NULL when a request begins). */
 VX_API void *vx_http_req_data(const vx_http_req *r);
 VX_API void vx_http_req_set_data(vx_http_req *r, void *data);
-VX_API vx_conn *vx_http_req_conn(const vx_http_req *r);
+VX_API vx_conn *vx_http_req_conn(const vx_http_req *r); /* NULL once the connection closed */
 
 /* The whole response in one call: status, extra header lines (each ending
  * "\r\n"; NULL: none) and body. Server, Date, Content-Length and, when
@@ -603,7 +606,17 @@ VX_API int vx_http_begin(vx_http_req *r, int status, const char *headers, int64_
 VX_API int vx_http_write(vx_http_req *r, const void *p, size_t n);
 VX_API int vx_http_end(vx_http_req *r);
 VX_API bool vx_http_congested(const vx_http_req *r);
+/* fn runs when the output drained below the low-water mark; also once when
+ * the connection closes mid-response without an abort callback (its writes
+ * then fail with -EPIPE, which ends the response). */
 VX_API void vx_http_on_drain(vx_http_req *r, vx_http_handler fn, void *data);
+/* fn runs once if the connection closes (reset, timeout, shutdown) before
+ * this request's response ended, so that work done for it can stop; any
+ * response call from then on fails with -EPIPE and ends the response. Set in
+ * the handler or a body callback; a request whose handler had not run yet
+ * (its body was still arriving) is freed when fn returns. A failed write
+ * (-EPIPE, -ENOMEM) ends the response itself, with no callback. */
+VX_API void vx_http_on_abort(vx_http_req *r, vx_http_handler fn, void *data);
 /* After vx_http_begin(length = len): the rest of the body is len bytes of fd
  * from off, queued for sendfile(2) (vx_conn_sendfile); the response ends here.
  * fd becomes the server's (closed when sent, also on failure). 0, -EINVAL

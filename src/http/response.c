@@ -147,6 +147,11 @@ static int start(vx_http_req *r, int status, const char *headers, int64_t length
                  const void *inline_body, size_t inline_len) {
     if (r->started)
         return -EINVAL;
+    if (!r->c) { /* the connection closed: this ends the response, and frees r */
+        r->started = true;
+        finish(r);
+        return -EPIPE;
+    }
     if (status < 100 || status > 599)
         status = 500;
     size_t hlen = headers ? strlen(headers) : 0;
@@ -198,27 +203,41 @@ int vx_http_begin(vx_http_req *r, int status, const char *headers, int64_t lengt
 int vx_http_write(vx_http_req *r, const void *p, size_t n) {
     if (!r->started || r->ended)
         return -EINVAL;
+    if (!r->c) {
+        finish(r);
+        return -EPIPE;
+    }
     if (r->is_head || bodyless(r->status) || n == 0)
         return 0;
+    int rc;
     if (r->resp_chunked) {
         char sz[24];
         int k = snprintf(sz, sizeof sz, "%zx\r\n", n);
-        int rc = queue(r, sz, (size_t)k);
+        rc = queue(r, sz, (size_t)k);
         if (rc == 0)
             rc = queue(r, p, n);
-        return rc < 0 ? rc : queue(r, "\r\n", 2);
+        if (rc == 0)
+            rc = queue(r, "\r\n", 2);
+    } else {
+        if (r->resp_left >= 0) {
+            if ((int64_t)n > r->resp_left)
+                return -EINVAL;
+            r->resp_left -= (int64_t)n;
+        }
+        rc = queue(r, p, n);
     }
-    if (r->resp_left >= 0) {
-        if ((int64_t)n > r->resp_left)
-            return -EINVAL;
-        r->resp_left -= (int64_t)n;
-    }
-    return queue(r, p, n);
+    if (rc < 0)
+        finish(r); /* the connection is closing: the response ends with it */
+    return rc;
 }
 
 int vx_http_end(vx_http_req *r) {
     if (!r->started || r->ended)
         return -EINVAL;
+    if (!r->c) {
+        finish(r);
+        return -EPIPE;
+    }
     int rc = 0;
     if (r->resp_chunked && !r->is_head)
         rc = queue(r, "0\r\n\r\n", 5);
@@ -230,11 +249,18 @@ int vx_http_end(vx_http_req *r) {
     return rc;
 }
 
-bool vx_http_congested(const vx_http_req *r) { return vx_conn_queued(r->c) > 256 * 1024; }
+bool vx_http_congested(const vx_http_req *r) {
+    return r->c && vx_conn_queued(r->c) > 256 * 1024; /* closed: the next write says so */
+}
 
 void vx_http_on_drain(vx_http_req *r, vx_http_handler fn, void *data) {
     r->drain_fn = fn;
     r->drain_data = data;
+}
+
+void vx_http_on_abort(vx_http_req *r, vx_http_handler fn, void *data) {
+    r->abort_fn = fn;
+    r->abort_data = data;
 }
 
 /* The body joins the output queue as a file segment (vx_conn_sendfile),
@@ -247,6 +273,11 @@ int vx_http_send_fd(vx_http_req *r, int fd, off_t off, uint64_t len) {
     if (!r->started || r->ended || off < 0) {
         close(fd);
         return -EINVAL;
+    }
+    if (!r->c) {
+        close(fd);
+        finish(r);
+        return -EPIPE;
     }
     if (r->is_head || bodyless(r->status) || len == 0) {
         close(fd);

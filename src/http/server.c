@@ -30,13 +30,27 @@ int vx_http_new(vx_http **out, const vx_http_opts *o) {
         return -EINVAL;
     }
     h->server_line_len = (size_t)n;
+    vx__list_init(&h->orphans);
+    pthread_mutex_init(&h->orphans_lock, NULL);
     *out = h;
     return 0;
+}
+
+static void free_req(vx_http_req *r) {
+    vx__free(r->buf);
+    vx__free(r->head_buf);
+    vx__free(r);
 }
 
 void vx_http_free(vx_http *h) {
     if (!h)
         return;
+    while (h->orphans.next != &h->orphans) { /* responses the application never ended */
+        vx__list *it = h->orphans.next;
+        vx__list_remove(it);
+        free_req(VX__CONTAINER_OF(it, vx_http_req, link));
+    }
+    pthread_mutex_destroy(&h->orphans_lock);
     for (int i = 0; i < h->nroutes; i++)
         vx__free(h->routes[i].pattern);
     vx__free(h->routes);
@@ -284,15 +298,33 @@ void vx_http_on_accept(vx_listener *l, vx_conn *c, void *data) {
     vx_http_attach(data, c);
 }
 
+/* The connection is gone. A request in progress hears of it (its abort
+ * callback, else a started response's drain callback, whose writes now fail
+ * and so end it). One whose handler left the response open stays the
+ * application's until it ends it: a timer or a work callback may still hold
+ * it, and every call on it from now on fails with -EPIPE. */
 static void on_close(vx_conn *c, int err) {
     VX__UNUSED(err);
     vx_http_req *r = vx_conn_data(c);
+    vx_http *h = r->h;
     vx__list_remove(&r->link);
-    atomic_fetch_sub_explicit(&r->h->conns, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&h->conns, 1, memory_order_relaxed);
     loop_put(r->hl);
-    vx__free(r->buf);
-    vx__free(r->head_buf);
-    vx__free(r);
+    r->c = NULL;
+    r->hl = NULL;
+    vx_http_handler fn = r->abort_fn ? r->abort_fn : r->started ? r->drain_fn : NULL;
+    if (!r->ended && fn) {
+        r->in_handler = true; /* an end in fn does not free r under us */
+        fn(r, r->abort_fn ? r->abort_data : r->drain_data);
+        r->in_handler = false;
+    }
+    if (r->ended || r->state != VX__HS_WAIT) { /* ended, or its handler never ran */
+        free_req(r);
+        return;
+    }
+    pthread_mutex_lock(&h->orphans_lock);
+    vx__list_push(&h->orphans, &r->link);
+    pthread_mutex_unlock(&h->orphans_lock);
 }
 
 static void on_drain(vx_conn *c) {
@@ -318,7 +350,14 @@ static void log_refused(vx_loop *loop, int status, const char *why) {
 
 void vx__http_finished(vx_http_req *r) {
     if (r->in_handler)
-        return; /* on_data goes on with the next request */
+        return; /* on_data goes on with the next request (on_close frees an orphan) */
+    if (!r->c) {
+        pthread_mutex_lock(&r->h->orphans_lock);
+        vx__list_remove(&r->link);
+        pthread_mutex_unlock(&r->h->orphans_lock);
+        free_req(r);
+        return;
+    }
     if (!r->keep_alive || atomic_load(&r->h->shutdown)) {
         r->state = VX__HS_CLOSING;
         vx_conn_close(r->c);
@@ -340,7 +379,7 @@ static bool begin_request(vx_http_req *r) {
     r->keep_alive = r->pr.keep_alive;
     r->is_head = r->pr.method == VX_HTTP_HEAD;
     r->started = r->ended = false;
-    r->drain_fn = NULL;
+    r->drain_fn = r->abort_fn = NULL;
     r->user = NULL;
     r->body_rcvd = 0;
     r->body = "";

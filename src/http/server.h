@@ -6,6 +6,7 @@
 
 #include "core/common.h"
 #include "http/parse.h"
+#include <pthread.h>
 #include <stdatomic.h>
 
 #define VX__HTTP_MAX_PARAMS 8
@@ -33,6 +34,10 @@ struct vx_http {
     atomic_bool shutdown;
     atomic_uint_fast64_t conns, requests, bytes_in, bytes_out;
     atomic_uint_fast64_t status[600];
+    /* Requests whose connection closed before the application ended their
+     * response (any loop): freed when it does, or by vx_http_free. */
+    pthread_mutex_t orphans_lock;
+    vx__list orphans;
 };
 
 /* Per (loop, server): the connections, a sweep timer and counters not yet
@@ -59,12 +64,14 @@ enum {
 enum { VX__HB_BUFFER, VX__HB_STREAM, VX__HB_DISCARD };
 
 /* One per connection, allocated at attach and reused by every request on it;
- * freed in the connection's close callback. */
+ * freed in the connection's close callback, unless the application still
+ * owes the response: then c and hl become NULL, the request waits in
+ * h->orphans, and the call that ends the response frees it. */
 struct vx_http_req {
     vx_http *h;
-    vx_conn *c;
-    vx__http_loop *hl;
-    vx__list link; /* in hl->conns */
+    vx_conn *c;        /* NULL once the connection closed */
+    vx__http_loop *hl; /* NULL once the connection closed */
+    vx__list link;     /* in hl->conns, then h->orphans */
     int state;
     uint64_t head_start;
     vx_http_request pr; /* slices into the input, valid during callbacks */
@@ -91,8 +98,8 @@ struct vx_http_req {
     bool keep_alive, is_head, in_handler, started, ended, resp_chunked;
     int status;
     int64_t resp_left;
-    vx_http_handler drain_fn;
-    void *drain_data;
+    vx_http_handler drain_fn, abort_fn;
+    void *drain_data, *abort_data;
 };
 
 /* date.c: "Date: <IMF-fixdate>\r\n" for now, cached per thread. */
@@ -106,7 +113,8 @@ int64_t vx__http_parse_date(const char *p, size_t n);
 const char *vx__http_reason(int status);
 /* Respond to a request the router or the limits refused; close after when `close`. */
 void vx__http_error(vx_http_req *r, int status, bool close, const char *extra);
-/* server.c: the response of r ended (resume reading or close). */
+/* server.c: the response of r ended (resume reading or close; free an
+ * orphan outside callbacks). */
 void vx__http_finished(vx_http_req *r);
 
 #endif

@@ -18,6 +18,7 @@
 #include "fuzz.h"
 #include "fake-conn.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,7 @@ typedef struct app {
     fake_peer *peer;
     vx_timer *later;      /* the answer of /async, pending */
     vx_http_req *waiting; /* its request */
+    bool async_aborted;   /* its abort callback ran */
     char later_body[80];
     size_t later_len;
     uint64_t streamed; /* body callback bytes of the current /upload */
@@ -122,13 +124,22 @@ static void h_upload(vx_http_req *r, void *d) {
     vx_http_respond(r, 200, PLAIN, o, (size_t)n);
 }
 
+/* Also after the connection closed: the request lives until its response
+ * ends, and the answer then fails with -EPIPE (and frees it). */
 static void later(vx_timer *t, void *d) {
     app *a = d;
     vx_timer_free(t);
     a->later = NULL;
-    if (!a->peer->closed) /* the request dies with its connection */
-        vx_http_respond(a->waiting, 200, PLAIN, a->later_body, a->later_len);
+    FUZZ_ASSERT(a->async_aborted == a->peer->closed); /* told of the close, once */
+    int rc = vx_http_respond(a->waiting, 200, PLAIN, a->later_body, a->later_len);
+    FUZZ_ASSERT(!a->peer->closed || rc == -EPIPE);
     a->waiting = NULL;
+}
+
+static void async_abort(vx_http_req *r, void *d) {
+    app *a = d;
+    FUZZ_ASSERT(r == a->waiting && !a->async_aborted && !vx_http_req_conn(r));
+    a->async_aborted = true;
 }
 
 /* Answers LATER_MS later, from a copy of what it needs (the views die). */
@@ -139,6 +150,8 @@ static void h_async(vx_http_req *r, void *d) {
     a->later_len = (size_t)snprintf(a->later_body, sizeof a->later_body, "later %.*s",
                                     (int)(n < 64 ? n : 64), q);
     a->waiting = r;
+    a->async_aborted = false;
+    vx_http_on_abort(r, async_abort, a);
     FUZZ_ASSERT(vx_timer_new(vx_conn_loop(vx_http_req_conn(r)), later, a, &a->later) == 0);
     vx_timer_start(a->later, LATER_MS, 0);
 }
@@ -173,7 +186,7 @@ static void big_drain(vx_http_req *r, void *d) {
 /* n KiB (n <= 400: past the 256 KiB mark), paced by the drain callback. */
 static void h_big(vx_http_req *r, void *d) {
     app *a = d;
-    a->big_left = (uint64_t)(query_num(r, "n") % 401) * 1024;
+    a->big_left = (uint64_t)(llabs(query_num(r, "n")) % 401) * 1024; /* n=-300 too */
     if (vx_http_begin(r, 200, NULL, (int64_t)a->big_left) < 0)
         return;
     vx_http_on_drain(r, big_drain, a);

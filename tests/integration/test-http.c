@@ -3,6 +3,7 @@
  * keep-alive rules, 100-continue, HEAD, 404/405, asynchronous responses. */
 #include "harness.h"
 #include <errno.h>
+#include <stdatomic.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -68,18 +69,75 @@ static int setup(vx_loop *loop, void *arg) {
     return rc;
 }
 
-static void start(hsrv *s) {
+/* ---- responses owed after their connection closed (response_owed_after_close) */
+
+typedef struct owed {
+    vx_http *h;
+    vx_http_req *r;
+    bool begun; /* /owed/stall: a chunked response is under way */
+} owed;
+static owed owed_reqs[2];
+static atomic_int owed_aborts, owed_done, owed_rc[2];
+
+/* Every 20 ms until the server has no connection left, then answer (slow)
+ * or write more of the begun response (stall): both must fail with -EPIPE,
+ * end the response and free r (ASan sees a use after free or a leak). */
+static void owed_later(vx_timer *t, void *data) {
+    owed *o = data;
+    vx_http_stats st;
+    vx_http_get_stats(o->h, &st);
+    if (st.conns)
+        return;
+    CHECK(vx_http_req_conn(o->r) == NULL && !vx_http_congested(o->r));
+    int rc = o->begun ? vx_http_write(o->r, "b", 1) : vx_http_respond(o->r, 200, NULL, "late", 4);
+    atomic_store(&owed_rc[o->begun], rc);
+    vx_timer_free(t);
+    atomic_fetch_add(&owed_done, 1);
+}
+
+static void owed_abort(vx_http_req *r, void *d) {
+    (void)d;
+    CHECK(vx_http_req_conn(r) == NULL);
+    atomic_fetch_add(&owed_aborts, 1);
+}
+
+/* /owed/slow: answer later, told of the close; /owed/stall: begin a chunked
+ * response and write the rest later, not told; /owed/never: never answer
+ * (vx_http_free frees it). */
+static void h_owed(vx_http_req *r, void *d) {
+    size_t n;
+    const char *p = vx_http_req_path(r, &n);
+    if (n == 11 && !memcmp(p, "/owed/never", 11))
+        return;
+    owed *o = &owed_reqs[n == 11];
+    *o = (owed){.h = d, .r = r, .begun = n == 11};
+    if (o->begun) {
+        vx_http_begin(r, 200, NULL, -1);
+        vx_http_write(r, "a", 1);
+    } else {
+        vx_http_on_abort(r, owed_abort, NULL);
+    }
+    vx_timer *t;
+    REQUIRE_OK(vx_timer_new(vx_conn_loop(vx_http_req_conn(r)), owed_later, o, &t));
+    vx_timer_start(t, 20, 20);
+}
+
+static void start_with(hsrv *s, const vx_http_opts *o) {
     memset(s, 0, sizeof *s);
-    vx_http_opts o = {.max_body = 1000, .header_timeout_ms = 400};
-    REQUIRE_OK(vx_http_new(&s->http, &o));
+    REQUIRE_OK(vx_http_new(&s->http, o));
     REQUIRE_OK(vx_http_route(s->http, "GET", "/plaintext", 0, h_plain, NULL, NULL));
     REQUIRE_OK(vx_http_route(s->http, "POST,PUT", "/echo", 0, h_echo, NULL, NULL));
     REQUIRE_OK(vx_http_route(s->http, "GET", "/item/{id}", 0, h_param, NULL, NULL));
     REQUIRE_OK(vx_http_route(s->http, "GET", "/async", 0, h_async, NULL, NULL));
     REQUIRE_OK(vx_http_route(s->http, "GET", "/chunked", 0, h_chunked, NULL, NULL));
+    REQUIRE_OK(vx_http_route(s->http, "GET", "/owed/", VX_HTTP_PREFIX, h_owed, NULL, s->http));
     int rc = server_start(&s->srv, setup, s);
     if (rc < 0)
         SKIP("server: %s", vx_err_name(rc));
+}
+
+static void start(hsrv *s) {
+    start_with(s, &(vx_http_opts){.max_body = 1000, .header_timeout_ms = 400});
 }
 
 static void stop(hsrv *s) {
@@ -339,5 +397,38 @@ TEST(async_keeps_order) {
         CHECK(r.body_len == strlen(want[i]) && !memcmp(r.body, want[i], r.body_len));
     }
     close(fd);
+    stop(&s);
+}
+
+static bool owed_settled(void *arg) { return atomic_load(&owed_done) == *(int *)arg; }
+
+/* The idle timeout closes connections whose responses the application still
+ * owes: an abort callback tells it, r stays valid, and the late calls fail
+ * with -EPIPE instead of touching freed memory. */
+TEST(response_owed_after_close) {
+    hsrv s;
+    start_with(&s, &(vx_http_opts){.idle_timeout_ms = 200});
+    atomic_store(&owed_aborts, 0);
+    atomic_store(&owed_done, 0);
+    atomic_store(&owed_rc[0], 1);
+    atomic_store(&owed_rc[1], 1);
+    const char *paths[] = {REQ("/owed/slow"), REQ("/owed/stall"), REQ("/owed/never")};
+    int fds[3];
+    for (int i = 0; i < 3; i++) {
+        fds[i] = conn(&s);
+        REQUIRE(write_all(fds[i], paths[i], strlen(paths[i]), 2000) > 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        int rc;
+        while ((rc = wait_eof(fds[i], 5000)) == 1) /* the stall's head and first chunk */
+            ;
+        CHECK(rc == 0);
+        close(fds[i]);
+    }
+    int two = 2;
+    CHECK(wait_until(owed_settled, &two, 5000));
+    CHECK(atomic_load(&owed_aborts) == 1);
+    CHECK(atomic_load(&owed_rc[0]) == -EPIPE);
+    CHECK(atomic_load(&owed_rc[1]) == -EPIPE);
     stop(&s);
 }
