@@ -56,7 +56,7 @@ static cclass classes[CL_COUNT];
 static const uint8_t avx2_lo[CL_COUNT][16] = {
     [CL_TOKEN] = {0xe8, 0xfc, 0xf8, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xf8, 0xf8, 0xf4, 0x54, 0xd0,
                   0x54, 0xf4, 0x70},
-    [CL_TARGET] = {0xf8, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc,
+    [CL_TARGET] = {0xf8, 0xfc, 0xfc, 0xf8, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc,
                    0xfc, 0xfc, 0x7c},
     [CL_VALUE] = {0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfd, 0xfc, 0xfc, 0xfc,
                   0xfc, 0xfc, 0x7c},
@@ -70,8 +70,8 @@ static bool is_tchar(int c) {
         return true;
     return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
-/* request-target: visible ASCII only */
-static bool is_target(int c) { return c > 0x20 && c < 0x7f; }
+/* request-target: visible ASCII, no '#' (a fragment is never sent, RFC 9112 3.2) */
+static bool is_target(int c) { return c > 0x20 && c < 0x7f && c != '#'; }
 /* field-value bytes: field-vchar, SP, HTAB, obs-text */
 static bool is_value(int c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
 
@@ -198,7 +198,7 @@ static int g_level = -1; /* level in use (atomic: tests may change it); -1 befor
 
 static void http_init(void) {
     class_init(&classes[CL_TOKEN], is_tchar, "\x00\x20\"\"(),,//:@[]{\xff", 16);
-    class_init(&classes[CL_TARGET], is_target, "\x00\x20\x7f\xff", 4);
+    class_init(&classes[CL_TARGET], is_target, "\x00\x20##\x7f\xff", 6);
     class_init(&classes[CL_VALUE], is_value, "\x00\x08\x0a\x1f\x7f\x7f", 6);
 #if defined(__x86_64__)
     for (int i = 0; i < CL_COUNT; i++) { /* the constants must say what the classes say */
@@ -396,6 +396,7 @@ static ssize_t parse_request_line(const ctx *x, const char **pp, vx_http_request
     if (*q != ' ')
         return fail(x, 400,
                     *q == '\r' || *q == '\n' ? "missing HTTP version"
+                    : *q == '#'              ? "fragment ('#') in request target"
                                              : "invalid character in request target");
     if (q == p)
         return fail(x, 400, "empty request target");

@@ -552,6 +552,11 @@ static bool p_target_byte(const view *v) {
     return false;
 }
 
+static bool p_fragment(const view *v) {
+    region t = request_line(v->head).target;
+    return t.n && memchr(t.p, '#', t.n);
+}
+
 /* HTTP/0.9 (no version) or two spaces in a row. */
 static bool p_line_shape(const view *v) {
     line l = request_line(v->head);
@@ -640,6 +645,7 @@ static exemption head_exemptions[] = {
     OURS("userinfo in absolute-form", p_userinfo, "userinfo in absolute-form target"),
     OURS("empty authority", p_no_authority, "empty authority in absolute-form target"),
     OURS("target byte outside VCHAR", p_target_byte, "invalid character in request target"),
+    OURS("fragment in the target", p_fragment, "fragment ('#') in request target"),
     OURS("HTTP/0.9 or double space in the request line", p_line_shape, "missing HTTP version",
          "empty request target"),
     OURS("version other than HTTP/1.0 or HTTP/1.1", p_version, "invalid HTTP version",

@@ -135,6 +135,8 @@ static const hcase cases[] = {
     {REQ("GET /a\x7f HTTP/1.1\r\n" H "\r\n"), "E400", "request target"},
     {REQ("GET /caf\xc3\xa9 HTTP/1.1\r\n" H "\r\n"), "E400", "request target"},
     {REQ("GET /a\0b HTTP/1.1\r\n" H "\r\n"), "E400", "request target"},
+    {REQ("GET /a#frag HTTP/1.1\r\n" H "\r\n"), "E400", "fragment"},
+    {REQ("GET /a?q=1# HTTP/1.1\r\n" H "\r\n"), "E400", "fragment"},
     {REQ("GET /\r\n" H "\r\n"), "E400", "missing HTTP version"},
     {REQ("GET / HTTP/1.1 \r\n" H "\r\n"), "E400", "version"},
     {REQ("GET / http/1.1\r\n" H "\r\n"), "E400", "version"},
