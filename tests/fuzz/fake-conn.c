@@ -307,6 +307,14 @@ static bool read_piece(vx_conn *c) {
     if (left == 0) {
         if (!p->eof)
             return false;
+        /* As vx__conn_eof: input kept while paused is due before the FIN; if
+         * handing it over pauses reading again, the FIN waits for the resume. */
+        if (c->again && c->in_len) {
+            c->again = false;
+            deliver(c, c->in, c->in_len);
+            if (!wants_read(c))
+                return true;
+        }
         p->eof_read = true; /* no on_eof in the HTTP server: close once flushed */
         if (c->cbs->on_eof)
             c->cbs->on_eof(c);

@@ -301,15 +301,12 @@ static uint8_t *undated(const outcome *x) {
     return u;
 }
 
-/* The outputs of two runs, Date values aside (the clock is real). With the
- * peer's FIN, one may be cut short: see "known" in README.md (a FIN read
- * while a response waits for the drain callback drops the requests behind
- * it), so there one must be a prefix of the other. */
-static void same_output(const outcome *x, const outcome *y, bool fin) {
+/* The outputs of two runs, Date values aside (the clock is real). */
+static void same_output(const outcome *x, const outcome *y) {
     size_t n = x->len < y->len ? x->len : y->len;
-    if (!fin && x->len != y->len)
+    if (x->len != y->len)
         FUZZ_FAIL("%zu output bytes for one split, %zu for another", x->len, y->len);
-    FUZZ_ASSERT(fin || x->aborted == y->aborted);
+    FUZZ_ASSERT(x->aborted == y->aborted);
     if (n == 0 || !memcmp(x->out, y->out, n))
         return;
     uint8_t *a = undated(x), *b = undated(y);
@@ -572,10 +569,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     bool fin = flags & F_EOF;
     run(in, n, flags, NULL, 0, 0, &whole);
     run(in, n, flags, pieces, np, budget, &split);
-    same_output(&whole, &split, fin);
+    same_output(&whole, &split);
     if (n <= 512) {
         run(in, n, flags, &one, 1, 0, &bytes);
-        same_output(&whole, &bytes, fin);
+        same_output(&whole, &bytes);
     }
 
     static oracle o;

@@ -432,3 +432,23 @@ TEST(response_owed_after_close) {
     CHECK(atomic_load(&owed_rc[1]) == -EPIPE);
     stop(&s);
 }
+
+/* A client that half-closes after its pipelined requests still gets every
+ * answer, also the ones held behind a response given later, then the EOF. */
+TEST(half_close_after_pipeline) {
+    hsrv s;
+    start(&s);
+    int fd = conn(&s);
+    const char *b = REQ("/async") REQ("/plaintext") REQ("/async") REQ("/chunked");
+    write_all(fd, b, strlen(b), 2000);
+    REQUIRE(shutdown(fd, SHUT_WR) == 0);
+    const char *want[] = {"late", "Hello, World!", "late", "abcdefgh"};
+    for (int i = 0; i < 4; i++) {
+        resp r;
+        REQUIRE_OK(read_resp(fd, &r));
+        CHECK(r.body_len == strlen(want[i]) && !memcmp(r.body, want[i], r.body_len));
+    }
+    CHECK(wait_eof(fd, 3000) == 0);
+    close(fd);
+    stop(&s);
+}
