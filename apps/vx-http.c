@@ -336,14 +336,7 @@ static void h_baseline(vx_http_req *r, void *d) {
 static bool accepts_gzip(vx_http_req *r) {
     size_t n;
     const char *v = vx_http_req_header(r, "Accept-Encoding", &n);
-    for (size_t i = 0; v && i + 4 <= n; i++)
-        if (!strncasecmp(v + i, "gzip", 4)) {
-            const char *q = v + i + 4;
-            size_t left = n - i - 4;
-            return !(left >= 4 && !memcmp(q, ";q=0", 4) && (left == 4 || q[4] != '.')) ||
-                   (left >= 5 && q[4] == '.' && q[5] != '0');
-        }
-    return false;
+    return v && vx_http_accepts_coding(v, n, "gzip");
 }
 
 static int gzip_out(const char *p, size_t n) {

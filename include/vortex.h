@@ -506,6 +506,11 @@ const vx_http_header *vx_http_find_header(const vx_http_request *req, const char
 VX_API ssize_t vx_http_url_decode(char *dst, const char *src, size_t n, bool form);
 /* The value of key in a query string (raw, not decoded); false if absent. */
 VX_API bool vx_http_query_get(vx_http_slice query, const char *key, vx_http_slice *value);
+/* Whether an Accept-Encoding value v[0..n) accepts coding (case-insensitive;
+ * "x-gzip" counts as "gzip"): listed with a weight above 0 ("gzip;q=0" and
+ * "gzip ; q=0.000" refuse). "*" is not taken for it, and malformed elements
+ * count for nothing, so the answer may stay uncompressed. */
+VX_API bool vx_http_accepts_coding(const char *v, size_t n, const char *coding);
 
 /* ------------------------------------------------------------- HTTP server */
 

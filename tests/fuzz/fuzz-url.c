@@ -6,7 +6,8 @@
  * 2.1 and the HTML form rule ('+' is a space). The bytes are then
  * percent-encoded (hex case and which bytes are escaped chosen by the
  * flags) and must decode back to themselves. vx_http_query_get() is checked
- * against a split-on-'&' reference for the key from the input. */
+ * against a split-on-'&' reference for the key from the input, and
+ * vx_http_accepts_coding() for properties of list syntax (check_accept). */
 #define FUZZ_NAME "fuzz-url"
 #include "fuzz.h"
 #include "vortex.h"
@@ -132,6 +133,33 @@ static void check_query(const uint8_t *s, size_t n, const char *key) {
     free(q);
 }
 
+/* The bytes as an Accept-Encoding value, from an exact-size copy: the answer
+ * for gzip must not change with a list element added before or after it, nor
+ * with the case of the letters. */
+static bool accepts(const char *v, size_t n) {
+    char *copy = malloc(n ? n : 1);
+    FUZZ_ASSERT(copy);
+    memcpy(copy, v, n);
+    bool yes = vx_http_accepts_coding(copy, n, "gzip");
+    free(copy);
+    return yes;
+}
+
+static void check_accept(const uint8_t *s, size_t n) {
+    char *v = malloc(n + 16);
+    FUZZ_ASSERT(v);
+    memcpy(v, "br, ", 4);
+    memcpy(v + 4, s, n);
+    bool yes = accepts(v + 4, n);
+    FUZZ_ASSERT(accepts(v, n + 4) == yes);
+    memcpy(v + 4 + n, ", identity", 10);
+    FUZZ_ASSERT(accepts(v + 4, n + 10) == yes);
+    for (size_t i = 0; i < n; i++)
+        v[4 + i] = (char)(s[i] >= 'a' && s[i] <= 'z' ? s[i] - 32 : s[i]);
+    FUZZ_ASSERT(accepts(v + 4, n) == yes);
+    free(v);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 2)
         return 0;
@@ -150,5 +178,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     check_round_trip(s, n, flags, false);
     check_round_trip(s, n, flags, true);
     check_query(s, n, key);
+    check_accept(s, n);
     return 0;
 }

@@ -61,6 +61,10 @@ get '/json/50?m=1' 200 '' --compressed; hdr '^Content-Encoding: gzip'; hdr '^Var
 python3 -c "import json; assert json.load(open('$tmp/b'))['count']==50" || fail "gzip json"
 curl -sS -H 'Accept-Encoding: gzip' -o "$tmp/gz" "$U/json/10"
 [[ $(head -c 2 "$tmp/gz" | od -An -tx1 | tr -d ' ') == 1f8b ]] || fail "no gzip magic"
+for ae in 'gzip;q=0' 'gzip ; q=0.000' 'br, identity' 'gzipx'; do # refused or not offered
+    curl -sS -D "$tmp/h" -H "Accept-Encoding: $ae" -o /dev/null "$U/json/10"
+    ! grep -qi '^Content-Encoding' "$tmp/h" || fail "compressed for Accept-Encoding: $ae"
+done
 head -c 20971520 /dev/urandom >"$tmp/up"
 get /upload 200 20971520 -X POST --data-binary @"$tmp/up"
 get /upload 200 20971520 -X POST -H 'Transfer-Encoding: chunked' --data-binary @"$tmp/up"

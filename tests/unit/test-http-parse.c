@@ -889,6 +889,50 @@ TEST(http_query_get) {
     }
 }
 
+TEST(http_accepts_coding) {
+    static const struct {
+        const char *v;
+        bool gzip;
+    } t[] = {
+        {"gzip", true},
+        {"GZip", true},
+        {"x-gzip", true},
+        {"deflate, gzip;q=0.5", true},
+        {"gzip;q=0", false},
+        {"gzip ; q=0.000", false},
+        {"gzip;Q=0.001", true},
+        {"gzip;q=1.000", true},
+        {"gzip;q=1.001", false}, /* malformed: counts for nothing */
+        {"gzip;q=0.0001", false},
+        {"gzip;q=", false},
+        {"gzip;q=.5", false},
+        {"gzip ;\tq=0.8 , br", true},
+        {"gzip;level=\"a,b;q=0\";q=0.7", true},
+        {"gzip;foo", false},
+        {"gzipx", false},
+        {"nogzip", false},
+        {"x-gzipx", false},
+        {"*", false},
+        {"identity", false},
+        {"", false},
+        {",,,", false},
+        {"br, gzip", true},
+        {"gzip;q=0, gzip", false}, /* the first element naming it decides */
+        {"gzip garbage, gzip", true},
+        {"gzip\"", false},
+        {"gzip;a=\"open", false},
+        {"gzip;a=\"x\\\"y\"", true},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        size_t n = strlen(t[i].v);
+        CHECK_MSG(vx_http_accepts_coding(guarded(t[i].v, n), n, "gzip") == t[i].gzip, "%s",
+                  t[i].v);
+    }
+    CHECK(vx_http_accepts_coding("x-compress", 10, "compress"));
+    CHECK(!vx_http_accepts_coding("x-br", 4, "br"));
+    CHECK(vx_http_accepts_coding("br;q=1", 6, "br"));
+}
+
 /* VX_HTTP_SCALAR=1 at start-up forces scalar code (run the binary with it). */
 TEST(http_scalar_env) {
     const char *e = getenv("VX_HTTP_SCALAR");
