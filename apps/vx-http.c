@@ -328,8 +328,11 @@ static void h_baseline(vx_http_req *r, void *d) {
     const char *body = vx_http_req_body(r, &bl);
     if (vx_http_req_method(r, NULL)[0] == 'P' && !parse_i64(body, bl, &c))
         return bad(r, "bad body\n");
+    long long sum;
+    if (__builtin_add_overflow(a, b, &sum) || __builtin_add_overflow(sum, c, &sum))
+        return bad(r, "sum out of range\n"); /* a signed overflow would be undefined */
     char o[32];
-    int n = snprintf(o, sizeof o, "%lld", a + b + c);
+    int n = snprintf(o, sizeof o, "%lld", sum);
     vx_http_respond(r, 200, PLAIN, o, (size_t)n);
 }
 

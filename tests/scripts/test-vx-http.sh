@@ -47,6 +47,9 @@ get /json 200 '{"message":"Hello, World!"}'; hdr '^Content-Type: application/jso
 get '/baseline11?a=2&b=3' 200 5
 get '/baseline11?a=2&b=3' 200 15 -X POST --data 10
 get '/baseline11?a=2&b=3' 200 15 -X POST -H 'Transfer-Encoding: chunked' --data 10
+get '/baseline11?a=-7&b=3' 200 -4
+get '/baseline11?a=9223372036854775807&b=1' 400 'sum out of range'
+get '/baseline11?a=1&b=0' 400 'sum out of range' -X POST --data 9223372036854775807
 get /pipeline 200 ok
 get '/json/3?m=2' 200 ''
 python3 -c "
