@@ -12,6 +12,7 @@
 #include "vortex.h"
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -379,9 +380,12 @@ static void h_json_count(vx_http_req *r, void *d) {
         if (i)
             ob_put(&out, ",", 1);
         ob_put(&out, items[i].json, items[i].len);
-        char t[64];
-        int n = snprintf(t, sizeof t, ",\"total\":%.2f}",
-                         items[i].price * items[i].quantity * (double)m);
+        /* %.2f of a finite double fits (DBL_MAX has 309 digits); JSON has
+         * no inf or nan, which a --dataset with huge prices could give. */
+        char t[352];
+        double total = items[i].price * items[i].quantity * (double)m;
+        int n = isfinite(total) ? snprintf(t, sizeof t, ",\"total\":%.2f}", total)
+                                : snprintf(t, sizeof t, ",\"total\":null}");
         ob_put(&out, t, (size_t)n);
     }
     char t[32];

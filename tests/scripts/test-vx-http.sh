@@ -133,4 +133,23 @@ for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
 kill -0 "$pid" 2>/dev/null && fail "still running 5 s after SIGTERM"
 wait "$pid"; rc=$?; pid=
 [[ $rc -eq 0 ]] || fail "exit $rc after SIGTERM"
+# A dataset whose totals are past %.2f's 64 bytes, and past a double (inf):
+# /json/{count} must stay valid JSON (the long one whole, inf as null).
+cat >"$tmp/huge.json" <<'JSON'
+[{"id":1,"name":"a","category":"c","price":1e300,"quantity":1,"active":true,"tags":[],"rating":{"score":1,"count":1}},
+ {"id":2,"name":"b","category":"c","price":1e300,"quantity":1e300,"active":true,"tags":[],"rating":{"score":1,"count":1}}]
+JSON
+"$VX_BIN/vx-http" --port 0 --backend "$backend" --model "$model" --dataset "$tmp/huge.json" \
+    >"$tmp/out" 2>"$tmp/err" &
+pid=$!
+for _ in $(seq 100); do grep -q '^listening' "$tmp/out" && break; sleep 0.05; done
+port=$(sed -n 's/^listening [^:]*:\([0-9]*\) .*/\1/p' "$tmp/out")
+U=http://127.0.0.1:$port
+get '/json/2?m=1' 200 ''
+python3 -c "
+import json
+d = json.load(open('$tmp/b'))
+assert d['items'][0]['total'] == 1e300 and d['items'][1]['total'] is None, d
+" || fail "/json/2 with huge totals: $(head -c 300 "$tmp/b")"
+kill -TERM "$pid"; wait "$pid"; pid=
 echo "ok vx-http backend=$backend model=$model"
