@@ -9,6 +9,7 @@
  * Prints "listening HOST:PORT backend=NAME model=MODEL"; SIGINT/SIGTERM stop
  * it gracefully (in-flight requests finish, idle keep-alive conns close). */
 #include "common.h"
+#include "dataset.h"
 #include "vortex.h"
 #include <errno.h>
 #include <getopt.h>
@@ -89,152 +90,7 @@ static void ob_put(obuf *b, const char *s, size_t n) {
 
 /* ---------------------------------------------------- the dataset (JSON) */
 
-/* Each item kept minified without its closing brace, plus the two numbers
- * "total" needs. */
-typedef struct item {
-    char *json;
-    size_t len;
-    double price, quantity;
-} item;
-
-static item *items;
-static int nitems;
-
-static const char *ws(const char *p, const char *e) {
-    while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-        p++;
-    return p;
-}
-
-static const char *skip_value(const char *p, const char *e, int depth);
-
-static const char *skip_string(const char *p, const char *e) {
-    if (p >= e || *p != '"')
-        return NULL;
-    for (p++; p < e; p++) {
-        if (*p == '\\')
-            p++;
-        else if (*p == '"')
-            return p + 1;
-        else if ((unsigned char)*p < 0x20)
-            return NULL;
-    }
-    return NULL;
-}
-
-/* Validate one JSON value; the position after it, or NULL. */
-static const char *skip_value(const char *p, const char *e, int depth) {
-    p = ws(p, e);
-    if (p >= e || depth > 32)
-        return NULL;
-    if (*p == '"')
-        return skip_string(p, e);
-    if (*p == '{' || *p == '[') {
-        char close = *p == '{' ? '}' : ']';
-        p = ws(p + 1, e);
-        if (p < e && *p == close)
-            return p + 1;
-        for (;;) {
-            if (close == '}') {
-                if (!(p = skip_string(ws(p, e), e)))
-                    return NULL;
-                p = ws(p, e);
-                if (p >= e || *p++ != ':')
-                    return NULL;
-            }
-            if (!(p = skip_value(p, e, depth + 1)))
-                return NULL;
-            p = ws(p, e);
-            if (p < e && *p == ',') {
-                p++;
-                continue;
-            }
-            return p < e && *p == close ? p + 1 : NULL;
-        }
-    }
-    const char *s = p;
-    while (p < e && (strchr("+-.eE", *p) || (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z')))
-        p++;
-    if (p == s)
-        return NULL;
-    if ((*s >= 'a' && *s <= 'z') && !(p - s == 4 && !memcmp(s, "true", 4)) &&
-        !(p - s == 5 && !memcmp(s, "false", 5)) && !(p - s == 4 && !memcmp(s, "null", 4)))
-        return NULL;
-    return p;
-}
-
-/* Copy [s, e) without whitespace outside strings. */
-static char *minify(const char *s, const char *e, size_t *len) {
-    char *o = malloc((size_t)(e - s) + 1), *q = o;
-    bool in = false;
-    for (const char *p = s; o && p < e; p++) {
-        if (in) {
-            *q++ = *p;
-            if (*p == '\\' && p + 1 < e)
-                *q++ = *++p;
-            else if (*p == '"')
-                in = false;
-        } else if (*p == '"') {
-            in = true;
-            *q++ = *p;
-        } else if (!strchr(" \t\r\n", *p)) {
-            *q++ = *p;
-        }
-    }
-    *len = o ? (size_t)(q - o) : 0;
-    return o;
-}
-
-/* The number under key in the object [s, e) (top level only); NAN if absent. */
-static bool object_number(const char *s, const char *e, const char *key, double *v) {
-    size_t kl = strlen(key);
-    const char *p = ws(s + 1, e);
-    while (p < e && *p == '"') {
-        const char *k = p + 1, *ke = skip_string(p, e);
-        p = ws(ke, e) + 1; /* ':' */
-        const char *vs = ws(p, e);
-        p = skip_value(vs, e, 1);
-        if ((size_t)(ke - 1 - k) == kl && !memcmp(k, key, kl)) {
-            char *end;
-            *v = strtod(vs, &end);
-            return end == p;
-        }
-        p = ws(p, e);
-        if (p < e && *p == ',')
-            p = ws(p + 1, e);
-    }
-    return false;
-}
-
-static int load_dataset(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -errno;
-    static char buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    const char *p = ws(buf, buf + n), *e = buf + n;
-    if (!skip_value(p, e, 0) || p >= e || *p != '[')
-        return -EINVAL;
-    p = ws(p + 1, e);
-    while (p < e && *p == '{') {
-        const char *end = skip_value(p, e, 1);
-        item it = {0};
-        if (!object_number(p, end, "price", &it.price) ||
-            !object_number(p, end, "quantity", &it.quantity))
-            return -EINVAL;
-        it.json = minify(p, end - 1, &it.len); /* without the '}' */
-        item *v = realloc(items, (size_t)(nitems + 1) * sizeof *v);
-        if (!it.json || !v)
-            return -ENOMEM;
-        items = v;
-        items[nitems++] = it;
-        p = ws(end, e);
-        if (p < e && *p == ',')
-            p = ws(p + 1, e);
-    }
-    return 0;
-}
+static dataset ds; /* read-only once serving */
 
 /* ------------------------------------------------------------- handlers */
 
@@ -372,18 +228,18 @@ static void h_json_count(vx_http_req *r, void *d) {
     long long count, m;
     if (!parse_i64(cs, cl, &count) || count < 0 || !query_i64(r, "m", &m, 1))
         return bad(r, "bad count or m\n");
-    if (count > nitems)
-        count = nitems;
+    if (count > ds.n)
+        count = ds.n;
     out.len = 0;
     ob_put(&out, "{\"items\":[", 10);
     for (int i = 0; i < count; i++) {
         if (i)
             ob_put(&out, ",", 1);
-        ob_put(&out, items[i].json, items[i].len);
+        ob_put(&out, ds.items[i].json, ds.items[i].len);
         /* %.2f of a finite double fits (DBL_MAX has 309 digits); JSON has
          * no inf or nan, which a --dataset with huge prices could give. */
         char t[352];
-        double total = items[i].price * items[i].quantity * (double)m;
+        double total = ds.items[i].price * ds.items[i].quantity * (double)m;
         int n = isfinite(total) ? snprintf(t, sizeof t, ",\"total\":%.2f}", total)
                                 : snprintf(t, sizeof t, ",\"total\":null}");
         ob_put(&out, t, (size_t)n);
@@ -702,13 +558,8 @@ int main(int argc, char **argv) {
     bool blocking = app_blocking_model(opt.model);
     if (!blocking && app_resolve_backend("vx-http", &opt.backend) < 0)
         return 1;
-    if (opt.dataset) {
-        int rc = load_dataset(opt.dataset);
-        if (rc < 0) {
-            fprintf(stderr, "vx-http: dataset %s: %s\n", opt.dataset, vx_strerror(rc));
-            return 1;
-        }
-    }
+    if (opt.dataset && dataset_load(&ds, opt.dataset) < 0)
+        return 1;
     vx_http_opts ho = {.server_name = "vortex",
                        .max_body = opt.max_body,
                        .header_timeout_ms = opt.header_timeout_ms,
@@ -744,8 +595,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "vx-http: %s\n", vx_strerror(rc));
     vx_server_free(server);
     vx_http_free(http);
-    for (int i = 0; i < nitems; i++)
-        free(items[i].json);
-    free(items);
+    dataset_free(&ds);
     return rc < 0 ? 1 : 0;
 }

@@ -133,6 +133,24 @@ for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
 kill -0 "$pid" 2>/dev/null && fail "still running 5 s after SIGTERM"
 wait "$pid"; rc=$?; pid=
 [[ $rc -eq 0 ]] || fail "exit $rc after SIGTERM"
+# Malformed datasets: refused at start, with the byte and the reason (every
+# item is copied verbatim into responses, so a loose value would break them).
+while IFS='|' read -r doc want; do
+    printf '%s' "$doc" >"$tmp/bad.json"
+    "$VX_BIN/vx-http" --port 0 --dataset "$tmp/bad.json" >/dev/null 2>"$tmp/err" &
+    pid=$!
+    wait "$pid"; rc=$?; pid=
+    [[ $rc -eq 1 ]] && grep -q "dataset .*: byte .*$want" "$tmp/err" \
+        || fail "dataset '$doc': exit $rc, $(cat "$tmp/err")"
+done <<'BAD'
+[{"id":1-2,"price":1,"quantity":1}]|',' or '}' expected
+[{"n":"a\x","price":1,"quantity":1}]|bad escape
+[1,2]|not an object
+[{"price":"1","quantity":1}]|numeric "price"
+{"price":1}|not an array
+[{"price":1,"quantity":1}] x|bytes after
+BAD
+
 # A dataset whose totals are past %.2f's 64 bytes, and past a double (inf):
 # /json/{count} must stay valid JSON (the long one whole, inf as null).
 cat >"$tmp/huge.json" <<'JSON'

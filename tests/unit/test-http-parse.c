@@ -925,8 +925,7 @@ TEST(http_accepts_coding) {
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         size_t n = strlen(t[i].v);
-        CHECK_MSG(vx_http_accepts_coding(guarded(t[i].v, n), n, "gzip") == t[i].gzip, "%s",
-                  t[i].v);
+        CHECK_MSG(vx_http_accepts_coding(guarded(t[i].v, n), n, "gzip") == t[i].gzip, "%s", t[i].v);
     }
     CHECK(vx_http_accepts_coding("x-compress", 10, "compress"));
     CHECK(!vx_http_accepts_coding("x-br", 4, "br"));
