@@ -275,61 +275,85 @@ static void h_static(vx_http_req *r, void *d) {
     n -= 8; /* "/static/" */
     if (n >= sizeof name)
         return (void)vx_http_respond(r, 404, PLAIN, "404 Not Found\n", 14);
-    memcpy(name, p + 8, n);
-    name[n] = 0;
-    size_t o = 0; /* percent-decode ('+' stays: it is a path) */
-    for (size_t i = 0; i < n; i++) {
-        if (name[i] == '%' && i + 2 < n) {
-            char hx[3] = {name[i + 1], name[i + 2], 0}, *e;
-            long v = strtol(hx, &e, 16);
-            if (*e || v <= 0)
-                return bad(r, "bad escape\n");
-            name[o++] = (char)v;
-            i += 2;
-        } else {
-            name[o++] = name[i];
-        }
-    }
+    ssize_t o = vx_http_url_decode(name, p + 8, n, false); /* '+' stays: it is a path */
+    if (o < 0 || memchr(name, 0, (size_t)o))
+        return bad(r, "bad escape\n");
     name[o] = 0;
     vx_http_static(r, opt.root, name);
 }
 
+/* One loop counter: its family name, type, help text and value. */
+typedef struct loop_metric {
+    const char *name, *type, *help;
+    uint64_t (*get)(const vx_stats *s);
+} loop_metric;
+
+static uint64_t m_wakeups(const vx_stats *s) { return s->wakeups; }
+static uint64_t m_events(const vx_stats *s) { return s->events; }
+static uint64_t m_accepts(const vx_stats *s) { return s->accepts; }
+static uint64_t m_conns(const vx_stats *s) { return s->conns_live; }
+static uint64_t m_bytes_in(const vx_stats *s) { return s->bytes_in; }
+static uint64_t m_bytes_out(const vx_stats *s) { return s->bytes_out; }
+
+static const loop_metric loop_metrics[] = {
+    {"vx_loop_wakeups_total", "counter", "Returns from the poller's wait.", m_wakeups},
+    {"vx_loop_events_total", "counter", "Events and completions dispatched.", m_events},
+    {"vx_loop_accepts_total", "counter", "Connections accepted.", m_accepts},
+    {"vx_loop_conns", "gauge", "Connections open.", m_conns},
+    {"vx_loop_bytes_in_total", "counter", "Bytes read from sockets.", m_bytes_in},
+    {"vx_loop_bytes_out_total", "counter", "Bytes written to sockets.", m_bytes_out},
+};
+
+#define METRICS_MAX_LOOPS 256
+
+/* Prometheus text format 0.0.4: every family once, HELP and TYPE first,
+ * its samples together (so one family's lines never interleave with
+ * another's, which strict parsers refuse). */
 static void h_metrics(vx_http_req *r, void *d) {
     (void)d;
+    static _Thread_local vx_stats st[METRICS_MAX_LOOPS];
+    static _Thread_local vx_http_stats hs;
+    int loops = vx_server_count(server), have = 0;
+    if (loops > METRICS_MAX_LOOPS)
+        loops = METRICS_MAX_LOOPS;
+    int ids[METRICS_MAX_LOOPS];
+    for (int i = 0; i < loops; i++)
+        if (vx_server_stats(server, i, &st[have]) == 0)
+            ids[have++] = i;
+    if (!have && vx_http_req_conn(r)) { /* blocking models: no loops of the server's */
+        vx_loop_stats(vx_conn_loop(vx_http_req_conn(r)), &st[0]);
+        ids[have++] = 0;
+    }
     out.len = 0;
     char line[256];
     int n;
 #define EMIT(...) (n = snprintf(line, sizeof line, __VA_ARGS__), ob_put(&out, line, (size_t)n))
-    int loops = vx_server_count(server);
-    EMIT("# TYPE vx_loop_wakeups_total counter\n");
-    for (int i = 0; i < loops; i++) {
-        vx_stats s;
-        if (vx_server_stats(server, i, &s) < 0) {
-            if (i)
-                continue;
-            vx_loop_stats(vx_conn_loop(vx_http_req_conn(r)), &s);
-        }
-        EMIT("vx_loop_wakeups_total{loop=\"%d\"} %llu\n", i, (unsigned long long)s.wakeups);
-        EMIT("vx_loop_events_total{loop=\"%d\"} %llu\n", i, (unsigned long long)s.events);
-        EMIT("vx_loop_accepts_total{loop=\"%d\"} %llu\n", i, (unsigned long long)s.accepts);
-        EMIT("vx_loop_conns{loop=\"%d\"} %llu\n", i, (unsigned long long)s.conns_live);
-        EMIT("vx_loop_bytes_in_total{loop=\"%d\"} %llu\n", i, (unsigned long long)s.bytes_in);
-        EMIT("vx_loop_bytes_out_total{loop=\"%d\"} %llu\n", i, (unsigned long long)s.bytes_out);
-        for (int k = 0; k < VX_SYS__COUNT; k++)
-            EMIT("vx_loop_syscalls_total{loop=\"%d\",kind=\"%s\"} %llu\n", i,
-                 vx_syscall_kind_name(k), (unsigned long long)s.syscalls[k]);
+    for (size_t m = 0; m < sizeof loop_metrics / sizeof *loop_metrics; m++) {
+        const loop_metric *lm = &loop_metrics[m];
+        EMIT("# HELP %s %s\n# TYPE %s %s\n", lm->name, lm->help, lm->name, lm->type);
+        for (int i = 0; i < have; i++)
+            EMIT("%s{loop=\"%d\"} %llu\n", lm->name, ids[i], (unsigned long long)lm->get(&st[i]));
     }
-    static _Thread_local vx_http_stats hs;
+    EMIT("# HELP vx_loop_syscalls_total System calls made, by kind.\n"
+         "# TYPE vx_loop_syscalls_total counter\n");
+    for (int i = 0; i < have; i++)
+        for (int k = 0; k < VX_SYS__COUNT; k++)
+            EMIT("vx_loop_syscalls_total{loop=\"%d\",kind=\"%s\"} %llu\n", ids[i],
+                 vx_syscall_kind_name(k), (unsigned long long)st[i].syscalls[k]);
     vx_http_get_stats(http, &hs);
-    EMIT("# TYPE vx_http_connections gauge\nvx_http_connections %llu\n",
+    EMIT("# HELP vx_http_connections HTTP connections open.\n"
+         "# TYPE vx_http_connections gauge\nvx_http_connections %llu\n",
          (unsigned long long)hs.conns);
-    EMIT("# TYPE vx_http_requests_total counter\n");
+    EMIT("# HELP vx_http_requests_total Responses started, by status code.\n"
+         "# TYPE vx_http_requests_total counter\n");
     for (int s = 100; s < 600; s++)
         if (hs.status[s])
             EMIT("vx_http_requests_total{code=\"%d\"} %llu\n", s, (unsigned long long)hs.status[s]);
-    EMIT("# TYPE vx_http_bytes_in_total counter\nvx_http_bytes_in_total %llu\n",
+    EMIT("# HELP vx_http_bytes_in_total Request bytes read (heads and bodies).\n"
+         "# TYPE vx_http_bytes_in_total counter\nvx_http_bytes_in_total %llu\n",
          (unsigned long long)hs.bytes_in);
-    EMIT("# TYPE vx_http_bytes_out_total counter\nvx_http_bytes_out_total %llu\n",
+    EMIT("# HELP vx_http_bytes_out_total Response bytes queued (heads and bodies).\n"
+         "# TYPE vx_http_bytes_out_total counter\nvx_http_bytes_out_total %llu\n",
          (unsigned long long)hs.bytes_out);
 #undef EMIT
     vx_http_respond(r, 200, "Content-Type: text/plain; version=0.0.4\r\n", out.p, out.len);

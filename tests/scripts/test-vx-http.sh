@@ -78,6 +78,9 @@ get /static/app.js 200 ''; hdr '^Content-Type: text/javascript'
 get /static/index.html 200 ''; hdr '^Content-Type: text/html'
 get /static/missing.txt 404 ''
 get /static/%2e%2e/out 400 ''
+get /static/app%2Ejs 200 "$(cat "$tmp/www/app.js")"
+get '/static/%+1' 400 '' --path-as-is # not hex: once decoded as byte 1
+get /static/app.js%4 400 ''
 get /static/app.js 206 '// Sh' -r 0-4; hdr '^Content-Range: bytes 0-4/'
 get /static/app.js 206 '' -r -10; hdr '^Content-Length: 10'
 get /static/app.js 416 '' -r 99999-
@@ -110,6 +113,24 @@ curl -sS -I "$U/plaintext" >"$tmp/h"; hdr '^Content-Length: 13'
 get /upload 200 '' -X POST --data-binary @/dev/null
 get '/baseline11?a=1&b=1' 413 '' -X POST --data-binary @"$top/data/dataset.json"
 get /metrics 200 ''; grep -q '^vx_http_requests_total{code="200"}' "$tmp/b" || fail "metrics"
+python3 - "$tmp/b" <<'PY' || fail "metrics: not the Prometheus text format"
+# Each family once: HELP/TYPE before its samples, and its samples together.
+import re, sys
+text = open(sys.argv[1]).read()
+assert text.endswith("\n")
+types, cur = {}, None
+for l in text.split("\n")[:-1]:
+    if l.startswith("# HELP "):
+        continue
+    if l.startswith("# TYPE "):
+        name, t = l.split(" ")[2:4]
+        assert name not in types and t in ("counter", "gauge"), l
+        types[name], cur = t, name
+        continue
+    m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"]*",?)*\})? (\S+)$', l)
+    assert m and m.group(1) == cur, "sample outside its family: " + l
+    float(m.group(4))
+PY
 
 python3 - "$port" <<'PY' || fail "python keep-alive"
 import http.client, sys
