@@ -20,6 +20,7 @@
  * allocated per request. */
 #include "common.h"
 #include "vortex.h"
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -305,6 +306,7 @@ typedef struct worker {
     bool stopping;
     uint64_t budget; /* requests and episodes this thread may still start */
     uint64_t t_begin, t_last;
+    uint64_t connected_ms; /* loop time of the last connect that worked (or the start) */
     counts k;
     uint64_t hist[HIST_BUCKETS], hist_max;
 } worker;
@@ -636,10 +638,20 @@ static const vx_conn_cbs class_cbs[CL__COUNT] = {
     [CL_RESET] = {.on_data = reset_data, .on_eof = reset_eof, .on_close = on_close},
 };
 
+static void begin_stop(worker *w);
+
 static void connect_failed(slot *s, int err) {
-    s->w->k.errors++;
+    worker *w = s->w;
+    w->k.errors++;
     note(s, "connect failed", err);
-    if (s->ending || s->w->stopping)
+    /* A server that stays unreachable ends the run (--duration 0 would
+     * otherwise retry forever). */
+    if (!w->stopping && vx_loop_now(w->loop) - w->connected_ms >= opt.timeout_ms) {
+        fprintf(stderr, "vx-load: no connection for %llu ms (--timeout): stopping\n",
+                (unsigned long long)opt.timeout_ms);
+        begin_stop(w);
+    }
+    if (s->ending || w->stopping)
         slot_done(s);
     else
         vx_timer_start(s->timer, RETRY_MS, 0);
@@ -660,6 +672,7 @@ static void on_connect(vx_conn *c, int err, void *data) {
         return connect_failed(s, rc);
     }
     s->w->k.connects++;
+    s->w->connected_ms = vx_loop_now(s->w->loop);
     s->c = c;
     s->closing = s->settled = false;
     s->status = 0;
@@ -791,6 +804,7 @@ static void *worker_main(void *arg) {
     if (w->rc == 0) {
         w->live = w->nslots;
         w->t_begin = w->t_last = now_ns();
+        w->connected_ms = vx_loop_now(w->loop);
         vx_timer_start(w->tick, TICK_MS, TICK_MS);
         if (opt.duration > 0)
             vx_timer_start(w->deadline, (uint64_t)(opt.duration * 1000), 0);
@@ -957,7 +971,8 @@ static void usage(FILE *f) {
         "  --pipeline D         requests in flight per valid connection (1)\n"
         "  --expect BODY        every valid response's body must be exactly BODY\n"
         "  --header 'N: V'      extra header line on valid requests (repeatable, up to 16)\n"
-        "  --timeout MS         connect, response and drain timeout (10000)\n"
+        "  --timeout MS         connect, response and drain timeout; no connect\n"
+        "                       working for that long ends the run (10000)\n"
         "  --mix SPEC           slot classes by weight, e.g. valid=90,invalid=3,slow=3,reset=4\n"
         "                       (valid=100); every non-zero weight gets at least one slot\n"
         "  --slow-interval MS   a slow client sends one byte every MS (100)\n"
@@ -1046,10 +1061,28 @@ static bool set_number(int ch, const char *arg) {
     return false;
 }
 
+/* What vx_connect takes: IPv4, IPv6 (bracketed or not) or localhost. */
+static bool numeric_host(const char *h) {
+    unsigned char a[16];
+    char b[64];
+    size_t n = strlen(h);
+    if (n >= 2 && h[0] == '[' && h[n - 1] == ']' && n - 2 < sizeof b) {
+        memcpy(b, h + 1, n - 2);
+        b[n - 2] = 0;
+        h = b;
+    }
+    return !strcmp(h, "localhost") || inet_pton(AF_INET, h, a) == 1 ||
+           inet_pton(AF_INET6, h, a) == 1;
+}
+
 /* The other options; false for an unknown one. */
 static bool set_option(int ch, const char *arg) {
     switch (ch) {
     case 'h':
+        if (!numeric_host(arg)) { /* else every connection would fail with EINVAL */
+            fprintf(stderr, "vx-load: bad --host '%s' (numeric IPv4/IPv6 or localhost)\n", arg);
+            exit(2);
+        }
         opt.host = arg;
         return true;
     case 'b':
