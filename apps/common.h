@@ -1,5 +1,5 @@
 /* Helpers shared by the programs (static: each apps/NAME.c is one program):
- * the flags every program takes (--backend, --model, --port), the backend
+ * the flags every program takes (--backend, --model, numbers), the backend
  * they name in the listening line, signals, and a blocking write loop. */
 #ifndef VX_APPS_COMMON_H
 #define VX_APPS_COMMON_H
@@ -31,11 +31,18 @@ static inline vx_model app_model(const char *prog, const char *arg) {
     return m;
 }
 
-static inline void app_check_port(const char *prog, int port) {
-    if (port < 0 || port > 65535) {
-        fprintf(stderr, "%s: bad port %d\n", prog, port);
+/* The decimal integer of option name in lo..hi, or exit 2 ("--port abc" is
+ * not port 0, nor "--max-body -1" 16 EiB). */
+static inline long long app_num(const char *prog, const char *name, const char *s, long long lo,
+                                long long hi) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "%s: bad %s '%s' (%lld..%lld)\n", prog, name, s, lo, hi);
         exit(2);
     }
+    return v;
 }
 
 static inline bool app_blocking_model(vx_model m) {

@@ -197,13 +197,13 @@ static void parse_args(int argc, char **argv) {
             opt.host = optarg;
             break;
         case 'p':
-            opt.port = atoi(optarg);
+            opt.port = (int)app_num("vx-echo", "--port", optarg, 0, 65535);
             break;
         case 'u':
             opt.unix_path = optarg;
             break;
         case 'i':
-            opt.idle_ms = strtoull(optarg, NULL, 10);
+            opt.idle_ms = (uint64_t)app_num("vx-echo", "--idle-timeout", optarg, 0, 86400000);
             break;
         case 'r':
             opt.rot13 = true;
@@ -225,7 +225,6 @@ static void parse_args(int argc, char **argv) {
             exit(2);
         }
     }
-    app_check_port("vx-echo", opt.port);
 }
 
 int main(int argc, char **argv) {

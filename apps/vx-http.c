@@ -400,7 +400,7 @@ static void parse_args(int argc, char **argv) {
             opt.host = optarg;
             break;
         case 'p':
-            opt.port = atoi(optarg);
+            opt.port = (int)app_num("vx-http", "--port", optarg, 0, 65535);
             break;
         case 'r':
             opt.root = optarg;
@@ -409,13 +409,15 @@ static void parse_args(int argc, char **argv) {
             opt.dataset = optarg;
             break;
         case 'x':
-            opt.max_body = strtoull(optarg, NULL, 10);
+            opt.max_body = (size_t)app_num("vx-http", "--max-body", optarg, 1, 1LL << 40);
             break;
         case 'H':
-            opt.header_timeout_ms = strtoull(optarg, NULL, 10);
+            opt.header_timeout_ms =
+                (uint64_t)app_num("vx-http", "--header-timeout", optarg, 1, 86400000);
             break;
         case 'i':
-            opt.idle_timeout_ms = strtoull(optarg, NULL, 10);
+            opt.idle_timeout_ms =
+                (uint64_t)app_num("vx-http", "--idle-timeout", optarg, 1, 86400000);
             break;
         case 'm':
             opt.model = app_model("vx-http", optarg);
@@ -428,7 +430,6 @@ static void parse_args(int argc, char **argv) {
             exit(2);
         }
     }
-    app_check_port("vx-http", opt.port);
 }
 
 static int routes(void) {

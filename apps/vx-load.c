@@ -1000,14 +1000,7 @@ static void usage(FILE *f) {
 }
 
 static long long num(const char *name, const char *s, long long lo, long long hi) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "vx-load: bad %s '%s' (%lld..%lld)\n", name, s, lo, hi);
-        exit(2);
-    }
-    return v;
+    return app_num("vx-load", name, s, lo, hi);
 }
 
 static void parse_mix(const char *spec) {

@@ -154,6 +154,15 @@ for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
 kill -0 "$pid" 2>/dev/null && fail "still running 5 s after SIGTERM"
 wait "$pid"; rc=$?; pid=
 [[ $rc -eq 0 ]] || fail "exit $rc after SIGTERM"
+# Bad numbers in options: exit 2 with the reason ("--port abc" was port 0).
+for a in '--port abc' '--port 70000' '--max-body -1' '--idle-timeout 5x'; do
+    read -ra av <<<"$a"
+    "$VX_BIN/vx-http" "${av[@]}" >/dev/null 2>"$tmp/err" &
+    pid=$!
+    wait "$pid"; rc=$?; pid=
+    [[ $rc -eq 2 ]] && grep -q "bad ${av[0]} '${av[1]}'" "$tmp/err" || fail "'$a': exit $rc, $(cat "$tmp/err")"
+done
+
 # Malformed datasets: refused at start, with the byte and the reason (every
 # item is copied verbatim into responses, so a loose value would break them).
 while IFS='|' read -r doc want; do
