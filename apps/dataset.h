@@ -286,6 +286,7 @@ static int dataset_load(dataset *d, const char *path) {
         rc = -EIO;
         why = "short read";
     } else {
+        buf[st.st_size] = 0; /* strtod stops at the '}' after a number, and at this */
         rc = dataset_parse(d, buf, (size_t)st.st_size, &why, &at);
     }
     if (f)
