@@ -516,12 +516,16 @@ static size_t blk_handle(const vx_http_request *req, const char *body, size_t bl
     if (path.n == 9 && !memcmp(path.p, "/pipeline", 9))
         return blk_response(ob, 200, "text/plain", "ok", 2, ka);
     if (path.n == 11 && !memcmp(path.p, "/baseline11", 11)) {
-        long sum = blk_query_long(req->query, "a") + blk_query_long(req->query, "b");
+        long sum, c = 0;
         if (req->method == VX_HTTP_POST && blen && blen < 32) {
             memcpy(b, body, blen);
             b[blen] = 0;
-            sum += strtol(b, NULL, 10);
+            c = strtol(b, NULL, 10);
         }
+        if (__builtin_add_overflow(blk_query_long(req->query, "a"), blk_query_long(req->query, "b"),
+                                   &sum) ||
+            __builtin_add_overflow(sum, c, &sum))
+            return blk_response(ob, 400, "text/plain", "sum out of range\n", 17, ka);
         int n = snprintf(b, sizeof b, "%ld", sum);
         return blk_response(ob, 200, "text/plain", b, (size_t)n, ka);
     }

@@ -20,6 +20,8 @@ for model in thread-per-conn fork-per-conn; do
     [ "$(curl -s "$url/plaintext")" = "Hello, World!" ] || fail "$model: /plaintext"
     [ "$(curl -s "$url/json")" = '{"message":"Hello, World!"}' ] || fail "$model: /json"
     [ "$(curl -s "$url/baseline11?a=2&b=3" -d 7)" = 12 ] || fail "$model: POST /baseline11"
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/baseline11?a=9223372036854775807&b=1")" = 400 ] ||
+        fail "$model: /baseline11 past int64"
     [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/missing")" = 404 ] || fail "$model: 404"
     got=$(printf 'GET /pipeline HTTP/1.1\r\nHost: x\r\n\r\nGET /json HTTP/1.1\r\nHost: x\r\n\r\nGET /plaintext HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' |
         timeout 5 nc -q 3 127.0.0.1 "$port" | grep -oE 'ok|\{"message":"Hello, World!"\}|Hello, World!' | tr '\n' '|')
