@@ -33,7 +33,7 @@ typedef struct dataset {
 
 /* A cursor over the document; why is the first error. */
 typedef struct jcur {
-    const char *p, *s, *e, *why;
+    const char *p, *e, *why;
 } jcur;
 
 static bool jfail(jcur *j, const char *why) {
@@ -212,7 +212,7 @@ static void dataset_free(dataset *d) {
 
 /* The items of the document s[0..n); 0, or -EINVAL with *why and *at (byte). */
 static int dataset_parse(dataset *d, const char *s, size_t n, const char **why, size_t *at) {
-    jcur j = {.p = s, .s = s, .e = s + n};
+    jcur j = {.p = s, .e = s + n};
     jws(&j);
     bool array = j.p < j.e && *j.p == '[';
     if (jvalue(&j, 0) && (jws(&j), j.p < j.e))
@@ -224,7 +224,7 @@ static int dataset_parse(dataset *d, const char *s, size_t n, const char **why, 
     }
     if ((*why = j.why))
         return -EINVAL;
-    jcur c = {.p = s, .s = s, .e = s + n};
+    jcur c = {.p = s, .e = s + n};
     jws(&c);
     c.p++; /* '[' */
     for (;;) {

@@ -2,15 +2,12 @@
  * 12.5.3) accept a coding? A list of `coding *( OWS ";" OWS param )`, where
  * the weight `q=` is a qvalue (RFC 9110 12.4.2): "0" to "0.000" refuse. */
 #include "core/common.h"
-#include "vortex.h"
+#include "http/parse.h"
 #include <strings.h>
 
 static bool is_ows(char c) { return c == ' ' || c == '\t'; }
 
-static bool is_tchar(char c) {
-    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
-}
+static bool is_tchar(char c) { return vx__http_is_tchar((unsigned char)c); }
 
 /* qvalue at *p: thousandths (0..1000) or -1 when malformed; *p moves past it. */
 static int qvalue(const char **p, const char *end) {

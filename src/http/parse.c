@@ -65,7 +65,7 @@ static const bool avx2_high_ok[CL_COUNT] = {[CL_VALUE] = true}; /* obs-text in v
 #endif
 
 /* tchar (RFC 9110 5.6.2) */
-static bool is_tchar(int c) {
+bool vx__http_is_tchar(int c) {
     if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
         return true;
     return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
@@ -197,7 +197,7 @@ static int g_best;       /* best level this CPU has: 0 scalar, 1 SSE4.2, 2 AVX2 
 static int g_level = -1; /* level in use (atomic: tests may change it); -1 before init */
 
 static void http_init(void) {
-    class_init(&classes[CL_TOKEN], is_tchar, "\x00\x20\"\"(),,//:@[]{\xff", 16);
+    class_init(&classes[CL_TOKEN], vx__http_is_tchar, "\x00\x20\"\"(),,//:@[]{\xff", 16);
     class_init(&classes[CL_TARGET], is_target, "\x00\x20##\x7f\xff", 6);
     class_init(&classes[CL_VALUE], is_value, "\x00\x08\x0a\x1f\x7f\x7f", 6);
 #if defined(__x86_64__)

@@ -8,5 +8,7 @@
  * the level now in use (capped by the CPU); force_scalar(false) restores the best. */
 int vx__http_simd_cap(int level);
 void vx__http_force_scalar(bool on);
+/* tchar (RFC 9110 5.6.2): the bytes of a token; accept.c reads lists with it. */
+bool vx__http_is_tchar(int c);
 
 #endif

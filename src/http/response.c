@@ -139,6 +139,14 @@ static void finish(vx_http_req *r) {
     vx__http_finished(r);
 }
 
+/* A response call after the connection closed: it ends the response (which
+ * frees r, see vx__http_finished) and reports -EPIPE. */
+static int end_closed(vx_http_req *r) {
+    r->started = true;
+    finish(r);
+    return -EPIPE;
+}
+
 /* Begin the response: the head, then `inline_len` bytes of body, in one
  * reserved stretch of the output queue. A response that cannot be queued
  * (the connection is closing, or out of memory) still ends, so the request
@@ -147,11 +155,8 @@ static int start(vx_http_req *r, int status, const char *headers, int64_t length
                  const void *inline_body, size_t inline_len) {
     if (r->started)
         return -EINVAL;
-    if (!r->c) { /* the connection closed: this ends the response, and frees r */
-        r->started = true;
-        finish(r);
-        return -EPIPE;
-    }
+    if (!r->c)
+        return end_closed(r);
     if (status < 100 || status > 599)
         status = 500;
     size_t hlen = headers ? strlen(headers) : 0;
@@ -203,10 +208,8 @@ int vx_http_begin(vx_http_req *r, int status, const char *headers, int64_t lengt
 int vx_http_write(vx_http_req *r, const void *p, size_t n) {
     if (!r->started || r->ended)
         return -EINVAL;
-    if (!r->c) {
-        finish(r);
-        return -EPIPE;
-    }
+    if (!r->c)
+        return end_closed(r);
     if (r->is_head || bodyless(r->status) || n == 0)
         return 0;
     int rc;
@@ -234,10 +237,8 @@ int vx_http_write(vx_http_req *r, const void *p, size_t n) {
 int vx_http_end(vx_http_req *r) {
     if (!r->started || r->ended)
         return -EINVAL;
-    if (!r->c) {
-        finish(r);
-        return -EPIPE;
-    }
+    if (!r->c)
+        return end_closed(r);
     int rc = 0;
     if (r->resp_chunked && !r->is_head)
         rc = queue(r, "0\r\n\r\n", 5);
@@ -276,8 +277,7 @@ int vx_http_send_fd(vx_http_req *r, int fd, off_t off, uint64_t len) {
     }
     if (!r->c) {
         close(fd);
-        finish(r);
-        return -EPIPE;
+        return end_closed(r);
     }
     if (r->is_head || bodyless(r->status) || len == 0) {
         close(fd);

@@ -312,10 +312,15 @@ static void on_close(vx_conn *c, int err) {
     loop_put(r->hl);
     r->c = NULL;
     r->hl = NULL;
-    vx_http_handler fn = r->abort_fn ? r->abort_fn : r->started ? r->drain_fn : NULL;
+    vx_http_handler fn = r->abort_fn;
+    void *fn_data = r->abort_data;
+    if (!fn && r->started) {
+        fn = r->drain_fn;
+        fn_data = r->drain_data;
+    }
     if (!r->ended && fn) {
         r->in_handler = true; /* an end in fn does not free r under us */
-        fn(r, r->abort_fn ? r->abort_data : r->drain_data);
+        fn(r, fn_data);
         r->in_handler = false;
     }
     if (r->ended || r->state != VX__HS_WAIT) { /* ended, or its handler never ran */
