@@ -12,6 +12,7 @@
 #include "dataset.h"
 #include "vortex.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <pthread.h>
@@ -31,6 +32,7 @@ static struct {
     size_t max_body;
     uint64_t header_timeout_ms, idle_timeout_ms; /* 0: the library's defaults */
 } opt = {.host = "127.0.0.1", .port = 8080, .model = {VX_MODEL_SINGLE, 1}};
+static int root_fd = -1; /* --root, opened once: files are opened beneath it */
 
 static vx_server *server;
 static vx_http *http;
@@ -267,7 +269,7 @@ static void h_upload(vx_http_req *r, void *d) {
 
 static void h_static(vx_http_req *r, void *d) {
     (void)d;
-    if (!opt.root)
+    if (root_fd < 0)
         return (void)vx_http_respond(r, 404, PLAIN, "no --root\n", 10);
     size_t n;
     const char *p = vx_http_req_path(r, &n);
@@ -279,7 +281,7 @@ static void h_static(vx_http_req *r, void *d) {
     if (o < 0 || memchr(name, 0, (size_t)o))
         return bad(r, "bad escape\n");
     name[o] = 0;
-    vx_http_static(r, opt.root, name);
+    vx_http_static(r, root_fd, name);
 }
 
 /* One loop counter: its family name, type, help text and value. */
@@ -589,6 +591,10 @@ int main(int argc, char **argv) {
         return 1;
     if (opt.dataset && dataset_load(&ds, opt.dataset) < 0)
         return 1;
+    if (opt.root && (root_fd = open(opt.root, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        fprintf(stderr, "vx-http: --root %s: %s\n", opt.root, strerror(errno));
+        return 1;
+    }
     vx_http_opts ho = {.server_name = "vortex",
                        .max_body = opt.max_body,
                        .header_timeout_ms = opt.header_timeout_ms,
@@ -625,5 +631,7 @@ int main(int argc, char **argv) {
     vx_server_free(server);
     vx_http_free(http);
     dataset_free(&ds);
+    if (root_fd >= 0)
+        close(root_fd);
     return rc < 0 ? 1 : 0;
 }

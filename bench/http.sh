@@ -8,6 +8,7 @@
 # Knobs (environment, or KEY=VALUE arguments: make bench-http BENCH_ARGS="ROUNDS=5"):
 #   SERVERS (default: vx-epoll vx-uring + every peer found)  ROUNDS=3
 #   TESTS="plaintext-plain plaintext-pipe16 baseline11 json json-10"  JSON_M=2
+#     (also static-N: GET a file of N random bytes, vx-http and nginx only)
 #   DURATION=5 (measured s)  WARMUP=1 (s)  CONNS=64  PIPE_CONNS=256
 #   SERVER_CPU=0  CLIENT_CPU=1  PORT_BASE=29300
 #   PEERS_DIR=../shared/bench (relative to the repository)  PEERS_BUILD=$PEERS_DIR/build
@@ -57,6 +58,7 @@ test_path() {
     baseline11) echo '/baseline11?a=1&b=2' ;;
     json) echo /json ;;
     json-*) echo "/json/${1#json-}?m=$JSON_M" ;;
+    static-*) echo "/static/f${1#static-}.bin" ;;
     esac
 }
 test_load() { # TEST -> "conns depth"; plaintext-pipeN sends N requests per write
@@ -68,14 +70,15 @@ test_load() { # TEST -> "conns depth"; plaintext-pipeN sends N requests per writ
 check_tests() {
     local t
     for t in $TESTS; do
-        [[ $t =~ ^(plaintext-plain|plaintext-pipe[0-9]+|baseline11|json|json-[0-9]+)$ ]] ||
-            die "unknown test '$t' (plaintext-plain plaintext-pipeN baseline11 json json-N)"
+        [[ $t =~ ^(plaintext-plain|plaintext-pipe[0-9]+|baseline11|json|json-[0-9]+|static-[0-9]+)$ ]] ||
+            die "unknown test '$t' (plaintext-plain plaintext-pipeN baseline11 json json-N static-N)"
     done
 }
-# The peers answer /plaintext and /json only; the rest is vx-http's.
+# The peers answer /plaintext and /json only (nginx also files, given a
+# static location); the rest is vx-http's.
 serves() { # SERVER TEST
     case $1:$2 in
-    vx-*:* | *:plaintext-* | *:json) return 0 ;;
+    vx-*:* | nginx:static-* | *:plaintext-* | *:json) return 0 ;;
     *) return 1 ;;
     esac
 }
@@ -139,11 +142,16 @@ prepare_rundir() { # SERVER PORT
     printf '{"message":"Hello, World!"}' > "$RUNDIR/message.json"
     sed -e "s|@PORT@|$2|g" -e "s|@TMP@|$RUNDIR|g" -e "s|@WORKER_CONNECTIONS@|4096|g" \
         -e "s|@MAXCONN@|4096|g" "$PEERS_DIR/peers/$1.conf" > "$RUNDIR/$1.conf"
+    # the static-N files, as a production nginx serves them: sendfile on
+    if [ "$1" = nginx ]; then
+        sed -i "/^ *listen /a\\        location /static/ { alias $WWW/; default_type application/octet-stream; sendfile on; tcp_nopush on; }" \
+            "$RUNDIR/nginx.conf"
+    fi
 }
 
 server_cmd() { # SERVER PORT -> command line
     case $1 in
-    vx-*) echo "$VX_HTTP --host 127.0.0.1 --port $2 --backend ${1#vx-} --dataset data/dataset.json" ;;
+    vx-*) echo "$VX_HTTP --host 127.0.0.1 --port $2 --backend ${1#vx-} --dataset data/dataset.json --root $WWW" ;;
     nginx) echo "nginx -p $RUNDIR/ -c $RUNDIR/nginx.conf -e $RUNDIR/error.log" ;;
     h2o) echo "h2o -m worker -c $RUNDIR/h2o.conf" ;;
     *) echo "${PEER_BIN[$1]} $2" ;;
@@ -182,6 +190,7 @@ check_test() {
     json) want='{"message":"Hello, World!"}' ctype=application/json ;;
     baseline11) want=3 ctype=text/plain ;;       # a=1 + b=2
     json-*) want='' ctype=application/json ;;
+    static-*) want='' ctype=application/octet-stream ;;
     esac
     if ! curl -sS -m 5 --noproxy '*' -D "$TMP/hdr" -o "$TMP/body" \
         "http://127.0.0.1:$port$path" 2> "$TMP/curl.err"; then
@@ -197,6 +206,8 @@ check_test() {
     [ "$len" = "$(stat -c %s "$TMP/body")" ] || WHY+=" Content-Length '$len' is not the body's size;"
     if [ -n "$want" ]; then
         printf %s "$want" | cmp -s - "$TMP/body" || WHY+=" body '$(head -c 60 "$TMP/body")';"
+    elif [[ $test = static-* ]]; then
+        cmp -s "$WWW/f${test#static-}.bin" "$TMP/body" || WHY+=" body is not the file's;"
     else
         grep -Eq '^\{"items":\[.*\],"count":[0-9]+\}$' "$TMP/body" || WHY+=" body not {\"items\":[...],\"count\":N};"
     fi
@@ -386,7 +397,7 @@ environment() {
     echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo 'no commit'), $(git status --porcelain 2>/dev/null | wc -l) changed/untracked paths"
     echo "settings: TESTS=\"$TESTS\" JSON_M=$JSON_M ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS PIPE_CONNS=$PIPE_CONNS SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU"
     echo "servers: $RUN_SERVERS"
-    echo "not served by the peers (vx-http only): baseline11, json-N"
+    echo "not served by the peers (vx-http only): baseline11, json-N; static-N: vx-http and nginx only"
     [ -z "$SKIPPED" ] || echo "skipped: $SKIPPED"
     [ -z "$PEER_NOTE" ] || echo "peers not used: $PEER_NOTE"
     echo "host at start: $(host_noise)"
@@ -399,6 +410,12 @@ check_tests
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/vx-http-bench.XXXXXX")
 chmod 711 "$TMP"                # h2o's worker (nobody) reaches its run dir
 RUNDIR=$TMP
+WWW=$TMP/www                    # the static-N files (random bytes)
+mkdir -p "$WWW"
+chmod 755 "$WWW"
+for t in $TESTS; do
+    case $t in static-*) head -c "${t#static-}" /dev/urandom > "$WWW/f${t#static-}.bin" ;; esac
+done
 PEERS_DIR=$(cd "$PEERS_DIR" 2>/dev/null && pwd || echo "$PEERS_DIR")
 PEERS_BUILD=${PEERS_BUILD:-$PEERS_DIR/build}
 if [ ! -x "$VX_HTTP" ]; then

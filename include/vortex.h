@@ -622,15 +622,21 @@ VX_API void vx_http_on_drain(vx_http_req *r, vx_http_handler fn, void *data);
  * (its body was still arriving) is freed when fn returns. A failed write
  * (-EPIPE, -ENOMEM) ends the response itself, with no callback. */
 VX_API void vx_http_on_abort(vx_http_req *r, vx_http_handler fn, void *data);
-/* After vx_http_begin(length = len): the rest of the body is len bytes of fd
- * from off, queued for sendfile(2) (vx_conn_sendfile); the response ends here.
- * fd becomes the server's (closed when sent, also on failure). 0, -EINVAL
- * (chunked, or more than announced), or the vx_conn_sendfile error. */
+/* After vx_http_begin(length = len): the rest of the body is len bytes of
+ * the regular file fd from off — up to 16 KiB read in behind the head at
+ * once, more queued for sendfile(2) (vx_conn_sendfile); the response ends
+ * here. fd becomes the server's (closed when sent, also on failure). 0,
+ * -EINVAL (chunked, or more than announced), -ENODATA (the file ended first:
+ * what it had is sent, then the connection closes), or the read or
+ * vx_conn_sendfile error. */
 VX_API int vx_http_send_fd(vx_http_req *r, int fd, off_t off, uint64_t len);
-/* A static file: name (decoded, relative) under root, with Content-Type by
+/* A static file: name (decoded, relative) beneath the directory root_fd (the
+ * caller's; open(dir, O_PATH | O_DIRECTORY) is enough), with Content-Type by
  * extension, Last-Modified/If-Modified-Since (304), a single Range (206/416);
- * 404 when missing, 400 for ".." segments. Always responds; 0 or -errno. */
-VX_API int vx_http_static(vx_http_req *r, const char *root, const char *name);
+ * 404 when missing, not a regular file or reached by a symbolic link that
+ * leaves the root, 400 for "."/".." segments. Opened on every request, so
+ * changes show at once. Always responds; 0 or -errno. */
+VX_API int vx_http_static(vx_http_req *r, int root_fd, const char *name);
 
 #ifdef __cplusplus
 }

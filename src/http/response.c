@@ -7,9 +7,10 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#define HEADERS_MAX 3584 /* the caller's header lines */
-#define HEAD_FIXED 256   /* status line, Date, framing, Connection, CRLF */
-#define SMALL_BODY 8192  /* bodies up to this are copied in with the head */
+#define HEADERS_MAX 3584    /* the caller's header lines */
+#define HEAD_FIXED 256      /* status line, Date, framing, Connection, CRLF */
+#define SMALL_BODY 8192     /* bodies up to this are copied in with the head */
+#define FILE_COPY_MAX 16384 /* file bodies up to this are read in behind the head */
 
 #define VX__HTTP_STATUSES(X)                                                                       \
     X(100, "Continue")                                                                             \
@@ -264,6 +265,36 @@ void vx_http_on_abort(vx_http_req *r, vx_http_handler fn, void *data) {
     r->abort_data = data;
 }
 
+/* A small file body is read straight into the output queue behind its head
+ * and leaves with it in one send: below FILE_COPY_MAX one copy costs less
+ * than sendfile's fixed cost (measured in docs/http.md), and the fd closes
+ * at once. A file that ends early (truncated under us) sends what it had and
+ * closes the connection, as a short sendfile does: the framing is lost. */
+static int copy_fd(vx_http_req *r, int fd, off_t off, uint64_t len) {
+    char *b;
+    int rc = vx__conn_reserve(r->c, len, &b);
+    ssize_t n = 0;
+    if (rc == 0 && (n = pread(fd, b, len, off)) < 0)
+        rc = -errno;
+    close(fd);
+    if (rc < 0) {
+        vx_conn_abort(r->c, false); /* the head is out, its body cannot follow */
+        finish(r);
+        return rc;
+    }
+    vx__conn_commit(r->c, (size_t)n);
+    r->hl->bytes_out += (uint64_t)n;
+    if (r->resp_left > 0)
+        r->resp_left -= n;
+    if ((uint64_t)n == len)
+        return vx_http_end(r);
+    VX__LOG_WARN("http: file ended %llu bytes short of the %llu announced "
+                 "(truncated under us?): closing, the framing is lost",
+                 (unsigned long long)(len - (uint64_t)n), (unsigned long long)len);
+    vx_http_end(r); /* shorter than announced: closes after the flush */
+    return -ENODATA;
+}
+
 /* The body joins the output queue as a file segment (vx_conn_sendfile),
  * behind the head and whatever was pipelined before it, and leaves with
  * sendfile(2): no copy, on every backend. The response ends as soon as it is
@@ -287,6 +318,8 @@ int vx_http_send_fd(vx_http_req *r, int fd, off_t off, uint64_t len) {
         close(fd); /* raw bytes would break the chunked or announced framing */
         return -EINVAL;
     }
+    if (len <= FILE_COPY_MAX)
+        return copy_fd(r, fd, off, len);
     int rc = vx_conn_sendfile(r->c, fd, (uint64_t)off, len); /* takes fd */
     if (rc < 0) {
         vx_conn_abort(r->c, false); /* the head is out, its body cannot follow */

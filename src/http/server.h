@@ -116,5 +116,11 @@ void vx__http_error(vx_http_req *r, int status, bool close, const char *extra);
 /* server.c: the response of r ended (resume reading or close; free an
  * orphan outside callbacks). */
 void vx__http_finished(vx_http_req *r);
+/* static.c: open name (relative, no "."/".." segment) for reading beneath
+ * the directory root_fd, or -1 with errno. open_beneath uses openat2
+ * (RESOLVE_BENEATH) and falls back to open_walk, which refuses every
+ * symbolic link, when the kernel lacks it. */
+int vx__http_open_beneath(int root_fd, const char *name);
+int vx__http_open_walk(int root_fd, const char *name);
 
 #endif

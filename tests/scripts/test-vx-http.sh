@@ -181,6 +181,15 @@ done <<'BAD'
 [{"price":1,"quantity":1}] x|bytes after
 BAD
 
+# A --root that is not a directory: refused at start, with the reason
+# (before, every /static/ request was a silent 404).
+for r in "$tmp/no-such-dir" "$top/data/dataset.json"; do
+    "$VX_BIN/vx-http" --port 0 --root "$r" >/dev/null 2>"$tmp/err" &
+    pid=$!
+    wait "$pid"; rc=$?; pid=
+    [[ $rc -eq 1 ]] && grep -q -- "--root $r: " "$tmp/err" || fail "--root $r: exit $rc, $(cat "$tmp/err")"
+done
+
 # A dataset whose totals are past %.2f's 64 bytes, and past a double (inf):
 # /json/{count} must stay valid JSON (the long one whole, inf as null).
 cat >"$tmp/huge.json" <<'JSON'
