@@ -8,7 +8,9 @@
 # Knobs (environment, or KEY=VALUE arguments: make bench-http BENCH_ARGS="ROUNDS=5"):
 #   SERVERS (default: vx-epoll vx-uring + every peer found)  ROUNDS=3
 #   TESTS="plaintext-plain plaintext-pipe16 baseline11 json json-10"  JSON_M=2
-#     (also static-N: GET a file of N random bytes, vx-http and nginx only)
+#     (also static-N: GET a file of N random bytes, vx-http and nginx only;
+#     short-lived: /plaintext with "Connection: close", a connection per
+#     request, vx-http, nginx and h2o only: the C peers ignore the header)
 #   DURATION=5 (measured s)  WARMUP=1 (s)  CONNS=64  PIPE_CONNS=256
 #   SERVER_CPU=0  CLIENT_CPU=1  PORT_BASE=29300
 #   PEERS_DIR=../shared/bench (relative to the repository)  PEERS_BUILD=$PEERS_DIR/build
@@ -40,7 +42,7 @@ PEER_CFLAGS=(-O2 -g -Wall -Wextra) # the flags of $PEERS_DIR/Makefile
 HEADERS=(-H 'Host: localhost' -H 'Connection: keep-alive'
     -H 'Accept: text/plain,text/html;q=0.9,application/xhtml+xml;q=0.9,application/xml;q=0.8,*/*;q=0.7')
 
-SRV_PID='' CLIENT_PID='' TMP=''
+SRV_PID='' CLIENT_PID='' TMP='' WRK_CONNECTION=keep-alive
 
 # Kill only what we started, by PID: wrk (under timeout) and the server tree.
 cleanup() {
@@ -54,7 +56,7 @@ trap 'note interrupted; exit 130' INT TERM
 # ----------------------------------------------------------------- tests
 test_path() {
     case $1 in
-    plaintext-*) echo /plaintext ;;
+    plaintext-* | short-lived) echo /plaintext ;;
     baseline11) echo '/baseline11?a=1&b=2' ;;
     json) echo /json ;;
     json-*) echo "/json/${1#json-}?m=$JSON_M" ;;
@@ -70,15 +72,15 @@ test_load() { # TEST -> "conns depth"; plaintext-pipeN sends N requests per writ
 check_tests() {
     local t
     for t in $TESTS; do
-        [[ $t =~ ^(plaintext-plain|plaintext-pipe[0-9]+|baseline11|json|json-[0-9]+|static-[0-9]+)$ ]] ||
-            die "unknown test '$t' (plaintext-plain plaintext-pipeN baseline11 json json-N static-N)"
+        [[ $t =~ ^(plaintext-plain|plaintext-pipe[0-9]+|baseline11|json|json-[0-9]+|static-[0-9]+|short-lived)$ ]] ||
+            die "unknown test '$t' (plaintext-plain plaintext-pipeN baseline11 json json-N static-N short-lived)"
     done
 }
 # The peers answer /plaintext and /json only (nginx also files, given a
 # static location); the rest is vx-http's.
 serves() { # SERVER TEST
     case $1:$2 in
-    vx-*:* | nginx:static-* | *:plaintext-* | *:json) return 0 ;;
+    vx-*:* | nginx:static-* | nginx:short-lived | h2o:short-lived | *:plaintext-* | *:json) return 0 ;;
     *) return 1 ;;
     esac
 }
@@ -186,7 +188,7 @@ check_test() {
     local port=$1 test=$2 path want ctype len
     path=$(test_path "$test")
     case $test in
-    plaintext-*) want='Hello, World!' ctype=text/plain ;;
+    plaintext-* | short-lived) want='Hello, World!' ctype=text/plain ;;
     json) want='{"message":"Hello, World!"}' ctype=application/json ;;
     baseline11) want=3 ctype=text/plain ;;       # a=1 + b=2
     json-*) want='' ctype=application/json ;;
@@ -236,7 +238,7 @@ pipelined() {
 wrk_run() {
     local rc=0
     taskset -c "$CLIENT_CPU" timeout -k 2 $(($3 + 10)) wrk -t1 -c"$1" -d"$3s" --timeout 5s \
-        "${HEADERS[@]}" -s bench/pipeline.lua "$4" -- "$2" > "$TMP/wrk.out" 2> "$TMP/wrk.err" &
+        "${HEADERS[@]/#Connection: keep-alive/Connection: $WRK_CONNECTION}" -s bench/pipeline.lua "$4" -- "$2" > "$TMP/wrk.out" 2> "$TMP/wrk.err" &
     CLIENT_PID=$!
     wait "$CLIENT_PID" || rc=$?
     CLIENT_PID=
@@ -291,6 +293,8 @@ account() {
 run_test() {
     local round=$1 label=$2 test=$3 port=$4 conns depth url tag s0 s1 c0 res line rc=0
     read -r conns depth <<< "$(test_load "$test")"
+    WRK_CONNECTION=keep-alive
+    if [ "$test" = short-lived ]; then WRK_CONNECTION=close; fi
     url="http://127.0.0.1:$port$(test_path "$test")"
     tag="round=$round server=$label test=$test conns=$conns depth=$depth"
     if [ -n "${CHECK_FAIL[$test]:-}" ]; then
@@ -397,7 +401,7 @@ environment() {
     echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo 'no commit'), $(git status --porcelain 2>/dev/null | wc -l) changed/untracked paths"
     echo "settings: TESTS=\"$TESTS\" JSON_M=$JSON_M ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS PIPE_CONNS=$PIPE_CONNS SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU"
     echo "servers: $RUN_SERVERS"
-    echo "not served by the peers (vx-http only): baseline11, json-N; static-N: vx-http and nginx only"
+    echo "not served by the peers (vx-http only): baseline11, json-N; static-N: vx-http and nginx only; short-lived: vx-http, nginx, h2o"
     [ -z "$SKIPPED" ] || echo "skipped: $SKIPPED"
     [ -z "$PEER_NOTE" ] || echo "peers not used: $PEER_NOTE"
     echo "host at start: $(host_noise)"

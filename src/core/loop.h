@@ -211,6 +211,10 @@ void vx__conn_schedule_flush(vx_conn *c);
  * 0, -EPIPE (closing) or -ENOMEM. */
 int vx__conn_reserve(vx_conn *c, size_t n, char **out);
 void vx__conn_commit(vx_conn *c, size_t n);
+/* The peer said it sends nothing more (HTTP "Connection: close", its request
+ * all read): a close of c need not linger for the peer's FIN once the queue
+ * is sent, unless input is still buffered. */
+void vx__conn_peer_done(vx_conn *c);
 
 /* Engines (engine/reactor.c, engine/uring.c). */
 extern const vx__engine vx__reactor_engine;

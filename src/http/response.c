@@ -338,6 +338,7 @@ void vx__http_error(vx_http_req *r, int status, bool close_after, const char *ex
         return;
     }
     r->started = false;
+    r->client_close = false; /* an error: the client may be sending still, so linger */
     if (close_after)
         r->keep_alive = false;
     char headers[256];

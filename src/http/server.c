@@ -4,6 +4,7 @@
  * together in the loop's one write. A handler that does not finish its
  * response pauses reading; the connection keeps the unconsumed input and
  * hands it back when vx__http_finished() resumes it. */
+#include "core/loop.h" /* vx__conn_peer_done */
 #include "http/server.h"
 #include <stdio.h>
 #include <unistd.h>
@@ -365,6 +366,8 @@ void vx__http_finished(vx_http_req *r) {
     }
     if (!r->keep_alive || atomic_load(&r->h->shutdown)) {
         r->state = VX__HS_CLOSING;
+        if (r->client_close) /* input kept behind the request still lingers */
+            vx__conn_peer_done(r->c);
         vx_conn_close(r->c);
         return;
     }
@@ -382,6 +385,7 @@ static void dispatch(vx_http_req *r) {
  * the connection closes. */
 static bool begin_request(vx_http_req *r) {
     r->keep_alive = r->pr.keep_alive;
+    r->client_close = !r->pr.keep_alive;
     r->is_head = r->pr.method == VX_HTTP_HEAD;
     r->started = r->ended = false;
     r->drain_fn = r->abort_fn = NULL;
@@ -629,6 +633,8 @@ static size_t on_data(vx_conn *c, const char *data, size_t len) {
             }
             if (!r->keep_alive || atomic_load(&r->h->shutdown)) {
                 r->state = VX__HS_CLOSING;
+                if (r->client_close && off == len) /* nothing behind the request */
+                    vx__conn_peer_done(c);
                 vx_conn_close(c);
                 return len;
             }

@@ -96,6 +96,7 @@ struct vx_http_req {
     void *user;
     /* response */
     bool keep_alive, is_head, in_handler, started, ended, resp_chunked;
+    bool client_close; /* the request asked to close (not an error): no linger needed */
     int status;
     int64_t resp_left;
     vx_http_handler drain_fn, abort_fn;

@@ -278,11 +278,15 @@ int vx_conn_shutdown(vx_conn *c) {
     return 0;
 }
 
-/* Output is flushed: close now if the peer is done, else send FIN and wait
- * for the peer's (discarding input) so that unread input does not turn our
- * close into a reset that destroys the tail of what we sent. */
+/* Output is flushed: close now if the peer is done (its FIN came, or it
+ * said it sends nothing more and no input of it waits), else send FIN and
+ * wait for the peer's (discarding input) so that unread input does not turn
+ * our close into a reset that destroys the tail of what we sent. Skipping
+ * the linger saves a shutdown, a read of the EOF and a wakeup for every
+ * short-lived connection; a peer that sends after saying it would not may
+ * get a reset, as from nginx. */
 static void close_drained(vx_conn *c) {
-    if (c->flags & VX__CF_EOF) {
+    if ((c->flags & VX__CF_EOF) || ((c->flags & VX__CF_PEER_DONE) && !c->in.len)) {
         finish_close(c);
         return;
     }
@@ -292,6 +296,8 @@ static void close_drained(vx_conn *c) {
     c->idle_ms = 0; /* the linger deadline is final */
     update_reading(c);
 }
+
+void vx__conn_peer_done(vx_conn *c) { c->flags |= VX__CF_PEER_DONE; }
 
 void vx_conn_close(vx_conn *c) {
     if (dead(c) || (c->flags & VX__CF_CLOSING))

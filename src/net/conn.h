@@ -15,13 +15,14 @@ enum {
     VX__CF_EOF = 1 << 4,         /* peer sent FIN */
     VX__CF_SHUT_WANTED = 1 << 5, /* shutdown(SHUT_WR) after the queue drains */
     VX__CF_SHUT_DONE = 1 << 6,
-    VX__CF_IN_FLUSH = 1 << 7, /* on loop->flush_head */
-    VX__CF_WBLOCKED = 1 << 8, /* engine waits to send more (EAGAIN / send in flight) */
-    VX__CF_AGAIN = 1 << 9,    /* on loop->again_head (reactor, edge mode) */
-    VX__CF_IN_CB = 1 << 10,   /* inside the data callback */
-    VX__CF_READING = 1 << 11, /* engine-private: a read is armed (uring) */
-    VX__CF_CLOSING = 1 << 12, /* vx_conn_close(): flush, then close */
-    VX__CF_LINGER = 1 << 13,  /* closing: FIN sent, discarding input until the peer's */
+    VX__CF_IN_FLUSH = 1 << 7,   /* on loop->flush_head */
+    VX__CF_WBLOCKED = 1 << 8,   /* engine waits to send more (EAGAIN / send in flight) */
+    VX__CF_AGAIN = 1 << 9,      /* on loop->again_head (reactor, edge mode) */
+    VX__CF_IN_CB = 1 << 10,     /* inside the data callback */
+    VX__CF_READING = 1 << 11,   /* engine-private: a read is armed (uring) */
+    VX__CF_CLOSING = 1 << 12,   /* vx_conn_close(): flush, then close */
+    VX__CF_LINGER = 1 << 13,    /* closing: FIN sent, discarding input until the peer's */
+    VX__CF_PEER_DONE = 1 << 14, /* the peer said it sends no more: close without lingering */
 };
 
 struct vx_conn {

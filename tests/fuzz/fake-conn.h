@@ -53,6 +53,7 @@ vx_conn *fake_conn_new(vx_loop *loop, fake_peer *peer);
 bool vx_conn_congested(const vx_conn *c);
 int vx_conn_sendfile(vx_conn *c, int fd, uint64_t off, uint64_t len);
 int vx__conn_reserve(vx_conn *c, size_t n, char **out);
+void vx__conn_peer_done(vx_conn *c);
 void vx__conn_commit(vx_conn *c, size_t n);
 
 #endif

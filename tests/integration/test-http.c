@@ -311,6 +311,55 @@ TEST(keep_alive_rules) {
     stop(&s);
 }
 
+static uint64_t shutdowns(hsrv *s) {
+    vx_stats st;
+    server_stats(&s->srv, &st);
+    return st.syscalls[VX_SYS_SHUTDOWN];
+}
+
+/* One connection: send `req`, read `n` whole responses (body `body` for a
+ * 200), then the EOF. */
+static void close_exchange(hsrv *s, const char *req, int n, int status, const char *body) {
+    int fd = conn(s);
+    REQUIRE(write_all(fd, req, strlen(req), 2000) == (ssize_t)strlen(req));
+    resp r;
+    for (int i = 0; i < n; i++) {
+        REQUIRE_OK(read_resp(fd, &r));
+        CHECK_EQ_INT(r.status, status);
+        CHECK(status != 200 || (r.body_len == strlen(body) && !memcmp(r.body, body, r.body_len)));
+    }
+    CHECK_EQ_INT(wait_eof(fd, 3000), 0);
+    close(fd);
+}
+
+/* When the client asked to close (and nothing follows its request) the
+ * server closes once the response is sent, without the linger (shutdown,
+ * then waiting for the client's FIN) that guards against resetting a client
+ * still sending: nothing is lost and no shutdown is counted. When input
+ * follows the request, or the close is the server's (a 400), it lingers. */
+TEST(client_close_skips_linger) {
+    hsrv s;
+    start(&s);
+    uint64_t before = shutdowns(&s);
+    const char *closing = "GET /plaintext HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    for (int i = 0; i < 10; i++)
+        close_exchange(&s, closing, 1, 200, "Hello, World!");
+    close_exchange(&s, "GET /plaintext HTTP/1.0\r\n\r\n", 1, 200, "Hello, World!");
+    const char *async = "GET /async HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    close_exchange(&s, async, 1, 200, "late"); /* answered later: the same */
+    uint64_t after = shutdowns(&s);
+    harness_log("shutdowns for 12 client closes: %llu", (unsigned long long)(after - before));
+    CHECK_EQ_INT(after - before, 0);
+    char both[256]; /* a request behind the closing one: linger, so the reply survives */
+    snprintf(both, sizeof both, "%s%s", closing, REQ("/plaintext"));
+    close_exchange(&s, both, 1, 200, "Hello, World!");
+    CHECK_EQ_INT(shutdowns(&s) - after, 1);
+    after = shutdowns(&s);
+    close_exchange(&s, "GET /plain text HTTP/1.1\r\nConnection: close\r\n\r\n", 1, 400, NULL);
+    CHECK_EQ_INT(shutdowns(&s) - after, 1);
+    stop(&s);
+}
+
 TEST(expect_continue) {
     hsrv s;
     start(&s);
