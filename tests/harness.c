@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -564,6 +566,14 @@ int count_open_fds(void) {
             n++;
     closedir(d);
     return n - 1; /* the directory's own fd */
+}
+
+bool have_openat2(void) {
+    struct open_how how = {.flags = O_PATH | O_CLOEXEC};
+    long fd = syscall(SYS_openat2, AT_FDCWD, ".", &how, sizeof how);
+    if (fd >= 0)
+        close((int)fd);
+    return fd >= 0 || errno != ENOSYS;
 }
 
 /* -------------------------------------------------------- server in a thread */

@@ -185,6 +185,10 @@ int echo_roundtrip(int fd, const void *buf, size_t len, rng *r, int timeout_ms);
 /* Number of fds this process has open (/proc/self/fd). */
 int count_open_fds(void);
 
+/* Whether openat2(2) works here: not before Linux 5.6, nor under valgrind
+ * (3.19 does not know it), where vx_http_static falls back to its walk. */
+bool have_openat2(void);
+
 /* -------------------------------------------------------- server in a thread */
 
 /* Runs on the server thread after the loop is created; 0 or -errno. */

@@ -800,9 +800,15 @@ TEST(http_static_links_beneath_root) {
                 "/static/fifo") GET("/static/sub") GET("/static/a.txt"),
         base);
     REQUIRE(write_all(r.fd, batch, (size_t)n, 2000) == n);
-    expect_resp(&r, 200, a, 50, false);
-    expect_resp(&r, 200, a, 50, false);
     const unsigned char nf[] = "404 Not Found\n";
+    if (have_openat2()) { /* links inside are followed */
+        expect_resp(&r, 200, a, 50, false);
+        expect_resp(&r, 200, a, 50, false);
+    } else { /* the fallback walk refuses every link (valgrind has no openat2) */
+        harness_log("no openat2: links inside the root are refused too");
+        expect_resp(&r, 404, nf, 14, false);
+        expect_resp(&r, 404, nf, 14, false);
+    }
     for (int i = 0; i < 5; i++) /* abs-out, rel-out, dir-out/..., fifo, sub */
         expect_resp(&r, 404, nf, 14, false);
     expect_resp(&r, 200, a, 50, false);

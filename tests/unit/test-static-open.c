@@ -95,11 +95,13 @@ static const struct {
 
 TEST(open_beneath_and_walk_agree_on_the_root) {
     make_tree();
+    bool o2 = have_openat2(); /* without (valgrind has none), open_beneath is the walk */
+    harness_log("openat2 %s", o2 ? "available" : "missing: open_beneath walks");
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char b = what(vx__http_open_beneath, cases[i].name);
         char w = what(vx__http_open_walk, cases[i].name);
-        CHECK_MSG(b == cases[i].beneath, "beneath %s: got '%c', want '%c'", cases[i].name, b,
-                  cases[i].beneath);
+        char want = o2 ? cases[i].beneath : cases[i].walk;
+        CHECK_MSG(b == want, "beneath %s: got '%c', want '%c'", cases[i].name, b, want);
         CHECK_MSG(w == cases[i].walk, "walk %s: got '%c', want '%c'", cases[i].name, w,
                   cases[i].walk);
     }
