@@ -265,6 +265,13 @@ void vx_http_on_abort(vx_http_req *r, vx_http_handler fn, void *data) {
     r->abort_data = data;
 }
 
+/* The head is out and its body cannot follow: abort, end, report rc. */
+static int body_lost(vx_http_req *r, int rc) {
+    vx_conn_abort(r->c, false);
+    finish(r);
+    return rc;
+}
+
 /* A small file body is read straight into the output queue behind its head
  * and leaves with it in one send: below FILE_COPY_MAX one copy costs less
  * than sendfile's fixed cost (measured in docs/http.md), and the fd closes
@@ -277,11 +284,8 @@ static int copy_fd(vx_http_req *r, int fd, off_t off, uint64_t len) {
     if (rc == 0 && (n = pread(fd, b, len, off)) < 0)
         rc = -errno;
     close(fd);
-    if (rc < 0) {
-        vx_conn_abort(r->c, false); /* the head is out, its body cannot follow */
-        finish(r);
-        return rc;
-    }
+    if (rc < 0)
+        return body_lost(r, rc);
     vx__conn_commit(r->c, (size_t)n);
     r->hl->bytes_out += (uint64_t)n;
     if (r->resp_left > 0)
@@ -321,11 +325,8 @@ int vx_http_send_fd(vx_http_req *r, int fd, off_t off, uint64_t len) {
     if (len <= FILE_COPY_MAX)
         return copy_fd(r, fd, off, len);
     int rc = vx_conn_sendfile(r->c, fd, (uint64_t)off, len); /* takes fd */
-    if (rc < 0) {
-        vx_conn_abort(r->c, false); /* the head is out, its body cannot follow */
-        finish(r);
-        return rc;
-    }
+    if (rc < 0)
+        return body_lost(r, rc);
     r->hl->bytes_out += len;
     if (r->resp_left > 0)
         r->resp_left -= (int64_t)len;

@@ -197,6 +197,21 @@ static void publish(vx__http_loop *hl) {
 
 static void log_refused(vx_loop *loop, int status, const char *why);
 
+/* After this response the connection closes: the request asked (or an
+ * error made it so), or the server is shutting down. */
+static bool closes_after(const vx_http_req *r) {
+    return !r->keep_alive || atomic_load(&r->h->shutdown);
+}
+
+/* Close once the output is sent. A close the client asked for, with nothing
+ * behind its request, need not linger for the client's FIN. */
+static void close_conn(vx_http_req *r, bool nothing_behind) {
+    r->state = VX__HS_CLOSING;
+    if (r->client_close && nothing_behind)
+        vx__conn_peer_done(r->c);
+    vx_conn_close(r->c);
+}
+
 static void sweep(vx_timer *t, void *data) {
     VX__UNUSED(t);
     vx__http_loop *hl = data;
@@ -213,8 +228,7 @@ static void sweep(vx_timer *t, void *data) {
             r->pr.minor = 1;
             vx__http_error(r, 408, true, NULL);
         } else if (down && r->state == VX__HS_IDLE) {
-            r->state = VX__HS_CLOSING;
-            vx_conn_close(r->c);
+            close_conn(r, false);
         }
     }
 }
@@ -364,11 +378,8 @@ void vx__http_finished(vx_http_req *r) {
         free_req(r);
         return;
     }
-    if (!r->keep_alive || atomic_load(&r->h->shutdown)) {
-        r->state = VX__HS_CLOSING;
-        if (r->client_close) /* input kept behind the request still lingers */
-            vx__conn_peer_done(r->c);
-        vx_conn_close(r->c);
+    if (closes_after(r)) {
+        close_conn(r, true); /* input kept behind the request still lingers (conn.c) */
         return;
     }
     r->state = VX__HS_IDLE;
@@ -631,11 +642,8 @@ static size_t on_data(vx_conn *c, const char *data, size_t len) {
                 vx_conn_pause(c);
                 return off;
             }
-            if (!r->keep_alive || atomic_load(&r->h->shutdown)) {
-                r->state = VX__HS_CLOSING;
-                if (r->client_close && off == len) /* nothing behind the request */
-                    vx__conn_peer_done(c);
-                vx_conn_close(c);
+            if (closes_after(r)) {
+                close_conn(r, off == len);
                 return len;
             }
             r->state = VX__HS_IDLE;

@@ -106,9 +106,10 @@ static int parse_range(const char *v, size_t n, uint64_t size, uint64_t *from, u
 static int serve(vx_http_req *r, int fd, const struct stat *st, const char *name) {
     char lm[32], headers[512];
     vx__http_fmt_date(lm, st->st_mtime);
-    size_t n;
+    size_t n, rn;
+    const char *rv = vx_http_req_header(r, "Range", &rn);
     const char *ims = vx_http_req_header(r, "If-Modified-Since", &n);
-    if (ims && vx_http_req_header(r, "Range", NULL) == NULL) {
+    if (ims && !rv) {
         int64_t t = vx__http_parse_date(ims, n);
         if (t >= 0 && st->st_mtime <= t) {
             close(fd);
@@ -117,8 +118,7 @@ static int serve(vx_http_req *r, int fd, const struct stat *st, const char *name
         }
     }
     uint64_t size = (uint64_t)st->st_size, from = 0, to = size ? size - 1 : 0;
-    const char *rv = vx_http_req_header(r, "Range", &n);
-    int range = rv ? parse_range(rv, n, size, &from, &to) : 0;
+    int range = rv ? parse_range(rv, rn, size, &from, &to) : 0;
     if (range < 0) {
         close(fd);
         snprintf(headers, sizeof headers, "Content-Range: bytes */%llu\r\n",
