@@ -4,7 +4,7 @@
  *           [--duration S] [--requests N] [--path P] [--pipeline D]
  *           [--expect BODY] [--header 'Name: value']... [--timeout MS]
  *           [--mix valid=W,invalid=W,slow=W,reset=W] [--slow-interval MS]
- *           [--slow-timeout MS] [--reset-path P]
+ *           [--slow-timeout MS] [--reset-path P] [--rate R]
  * The weights of --mix split the connection slots into four classes; each
  * slot repeats its class's behaviour until the run ends (see usage()). Every
  * valid response is checked; the outcome is one line on stdout:
@@ -17,7 +17,12 @@
  * written with one vx_conn_write from a prebuilt buffer, responses parsed in
  * place and their bodies consumed as they stream in, one clock read per
  * read callback, a log-linear latency histogram per thread; nothing is
- * allocated per request. */
+ * allocated per request.
+ *
+ * --rate R makes it an open loop: a pace timer releases R valid requests per
+ * second in all (a token each), idle valid slots take them in turn, and a
+ * request's latency runs from its token's release, so time spent waiting
+ * for a free connection counts (no coordinated omission). */
 #include "common.h"
 #include "vortex.h"
 #include <arpa/inet.h>
@@ -44,13 +49,14 @@ static const char *const class_names[CL__COUNT] = {"valid", "invalid", "slow", "
 #define RESET_DELAY_MS 5          /* half a request sits at the server this long before the RST */
 #define TICK_MS 100               /* how often a loop looks at the stop flag */
 #define MAX_LOGGED 10             /* failure lines on stderr: enough to diagnose */
+#define PACE_MS 1                 /* --rate: how often tokens are released */
 
 static struct {
     const char *host, *path, *reset_path, *expect;
     const char *headers[MAX_HEADERS];
     int nheaders, port, threads, conns, pipeline;
     double duration;
-    uint64_t requests, timeout_ms, slow_ms, slow_timeout_ms;
+    uint64_t requests, timeout_ms, slow_ms, slow_timeout_ms, rate;
     unsigned mix[CL__COUNT];
     vx_backend backend;
 } opt = {
@@ -295,6 +301,11 @@ typedef struct slot {
     uint64_t episodes, deadline;
 } slot;
 
+/* --rate: tokens released up to upto, at time t. */
+typedef struct release {
+    uint64_t t, upto;
+} release;
+
 /* One thread and its loop; the main thread reads it after the join. */
 typedef struct worker {
     pthread_t tid;
@@ -307,6 +318,14 @@ typedef struct worker {
     uint64_t budget; /* requests and episodes this thread may still start */
     uint64_t t_begin, t_last;
     uint64_t connected_ms; /* loop time of the last connect that worked (or the start) */
+    /* --rate: tokens released by the pace timer and taken by requests; each
+     * release is (time, tokens released up to then), oldest first, in a
+     * ring that grows while requests wait for connections. */
+    vx_timer *pace;
+    uint64_t rate, released, taken;
+    release *rel;
+    size_t rel_first, rel_n, rel_cap;
+    int next_offer; /* the slot the next tokens are offered to first */
     counts k;
     uint64_t hist[HIST_BUCKETS], hist_max;
 } worker;
@@ -342,6 +361,23 @@ static bool take_budget(worker *w) {
     if (w->stopping || !w->budget)
         return false;
     w->budget--;
+    return true;
+}
+
+/* One valid request may start: its latency clock starts at *t (its token's
+ * release with --rate, else now). */
+static bool take_request(worker *w, uint64_t now, uint64_t *t) {
+    if (w->rate && w->taken == w->released)
+        return false;
+    if (!take_budget(w))
+        return false;
+    *t = now;
+    if (w->rate) {
+        while (w->rel[w->rel_first].upto <= w->taken)
+            w->rel_first = (w->rel_first + 1) % w->rel_cap, w->rel_n--;
+        *t = w->rel[w->rel_first].t;
+        w->taken++;
+    }
     return true;
 }
 
@@ -383,12 +419,10 @@ static void fill(slot *s) {
     if (s->closing)
         return;
     unsigned k = 0, want = (unsigned)opt.pipeline - s->inflight;
-    while (!s->server_close && k < want && take_budget(w))
-        k++;
+    uint64_t now = now_ns(), t;
+    while (!s->server_close && k < want && take_request(w, now, &t))
+        s->sent[(s->first + s->inflight + k++) % (unsigned)opt.pipeline] = t;
     if (k) {
-        uint64_t t = now_ns();
-        for (unsigned i = 0; i < k; i++)
-            s->sent[(s->first + s->inflight + i) % (unsigned)opt.pipeline] = t;
         s->inflight += k;
         w->k.sent[CL_VALID] += k;
         if (vx_conn_write(s->c, rq.valid, k * rq.valid_len) < 0)
@@ -396,10 +430,11 @@ static void fill(slot *s) {
     }
     if (s->inflight)
         return;
-    if (s->server_close && !s->w->stopping && s->w->budget)
+    bool more = !w->stopping && w->budget;
+    if (s->server_close && more)
         finish(s); /* the server will close: a new connection then */
-    else
-        slot_stop(s);
+    else if (!(w->rate && more))
+        slot_stop(s); /* else idle until the pace timer releases tokens */
 }
 
 static void response_done(slot *s, uint64_t t) {
@@ -725,6 +760,49 @@ static void slot_timer(vx_timer *t, void *data) {
 
 /* ------------------------------------------------------------ a worker */
 
+/* Tokens due by now: rate x elapsed, without overflowing for any run. */
+static uint64_t tokens_due(const worker *w, uint64_t now) {
+    uint64_t ns = now - w->t_begin;
+    return ns / 1000000000u * w->rate + ns % 1000000000u * w->rate / 1000000000u;
+}
+
+static bool note_release(worker *w, uint64_t now, uint64_t upto) {
+    if (w->rel_n == w->rel_cap) { /* requests are waiting: grow, oldest first */
+        size_t cap = w->rel_cap ? 2 * w->rel_cap : 1024;
+        release *r = malloc(cap * sizeof *r);
+        if (!r)
+            return false;
+        for (size_t i = 0; i < w->rel_n; i++)
+            r[i] = w->rel[(w->rel_first + i) % w->rel_cap];
+        free(w->rel);
+        w->rel = r, w->rel_cap = cap, w->rel_first = 0;
+    }
+    w->rel[(w->rel_first + w->rel_n++) % w->rel_cap] = (release){now, upto};
+    return true;
+}
+
+/* --rate: release the tokens due, then offer them to the idle valid slots,
+ * round robin, so the load spreads over the connections. */
+static void pace(vx_timer *t, void *data) {
+    (void)t;
+    worker *w = data;
+    uint64_t now = now_ns(), due = tokens_due(w, now);
+    if (w->stopping || due == w->released)
+        return;
+    if (!note_release(w, now, due)) {
+        fprintf(stderr, "vx-load: out of memory for the request backlog: stopping\n");
+        w->k.errors++;
+        return begin_stop(w);
+    }
+    w->released = due;
+    for (int i = 0; i < w->nslots && w->taken < w->released; i++) {
+        slot *s = &w->slots[w->next_offer];
+        w->next_offer = (w->next_offer + 1) % w->nslots;
+        if (s->cls == CL_VALID && s->c && !s->closing && s->inflight < (unsigned)opt.pipeline)
+            fill(s);
+    }
+}
+
 /* Time is up (or a signal came): no new requests; in-flight ones get
  * --timeout to finish, then deadline_hit() drops them. */
 static void begin_stop(worker *w) {
@@ -732,6 +810,7 @@ static void begin_stop(worker *w) {
         return;
     w->stopping = true;
     w->t_last = now_ns(); /* the run's end, unless responses still come in */
+    vx_timer_stop(w->pace);
     for (int i = 0; i < w->nslots; i++) {
         slot *s = &w->slots[i];
         if (!s->done && !(s->cls == CL_VALID && s->inflight))
@@ -763,7 +842,8 @@ static int worker_setup(worker *w, int first, int stride, const int *classes) {
     if (rc < 0)
         return rc;
     if ((rc = vx_timer_new(w->loop, tick, w, &w->tick)) < 0 ||
-        (rc = vx_timer_new(w->loop, deadline_hit, w, &w->deadline)) < 0)
+        (rc = vx_timer_new(w->loop, deadline_hit, w, &w->deadline)) < 0 ||
+        (rc = vx_timer_new(w->loop, pace, w, &w->pace)) < 0)
         return rc;
     w->slots = calloc((size_t)w->nslots, sizeof *w->slots);
     w->sent = calloc((size_t)w->nslots * (size_t)opt.pipeline, sizeof *w->sent);
@@ -784,10 +864,12 @@ static void worker_cleanup(worker *w) {
         vx_timer_free(w->slots[i].timer);
     vx_timer_free(w->tick);
     vx_timer_free(w->deadline);
+    vx_timer_free(w->pace);
     if (w->loop)
         vx_loop_free(w->loop);
     free(w->slots);
     free(w->sent);
+    free(w->rel);
 }
 
 /* Worker i of n: slots i, i + n, i + 2n... of the global slot list. */
@@ -808,6 +890,8 @@ static void *worker_main(void *arg) {
         vx_timer_start(w->tick, TICK_MS, TICK_MS);
         if (opt.duration > 0)
             vx_timer_start(w->deadline, (uint64_t)(opt.duration * 1000), 0);
+        if (w->rate)
+            vx_timer_start(w->pace, PACE_MS, PACE_MS);
         for (int i = 0; i < w->nslots; i++)
             start_episode(&w->slots[i]);
         if (w->live > 0)
@@ -874,7 +958,7 @@ static void on_signal(int signum) {
 static int report(worker *ws, int n) {
     counts k = {0};
     static uint64_t hist[HIST_BUCKETS];
-    uint64_t t0 = UINT64_MAX, t1 = 0, max = 0;
+    uint64_t t0 = UINT64_MAX, t1 = 0, max = 0, unsent = 0;
     for (int i = 0; i < n; i++) {
         worker *w = &ws[i];
         for (int c = 0; c < CL__COUNT; c++)
@@ -884,6 +968,7 @@ static int report(worker *ws, int n) {
         for (unsigned b = 0; b < HIST_BUCKETS; b++)
             hist[b] += w->hist[b];
         max = w->hist_max > max ? w->hist_max : max;
+        unsent += w->released - w->taken;
         t0 = w->t_begin < t0 ? w->t_begin : t0;
         t1 = w->t_last > t1 ? w->t_last : t1;
     }
@@ -893,14 +978,15 @@ static int report(worker *ws, int n) {
         k.bad[CL_VALID] += k.sent[CL_VALID] - answered;
     double secs = t1 > t0 ? (double)(t1 - t0) / 1e9 : 0;
     uint64_t ok = k.good[CL_VALID];
-    printf("vx-load backend=%s threads=%d conns=%d pipeline=%d secs=%.2f requests=%llu ok=%llu "
-           "failed=%llu errors=%llu rps=%.0f p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f "
-           "connects=%llu server_closes=%llu",
-           vx_backend_name(opt.backend), opt.threads, opt.conns, opt.pipeline, secs,
-           (unsigned long long)k.sent[CL_VALID], (unsigned long long)ok,
-           (unsigned long long)k.bad[CL_VALID], (unsigned long long)k.errors,
-           secs > 0 ? (double)ok / secs : 0, hist_quantile_us(hist, ok, 0.5),
-           hist_quantile_us(hist, ok, 0.9), hist_quantile_us(hist, ok, 0.99), (double)max / 1000.0,
+    printf("vx-load backend=%s threads=%d conns=%d pipeline=%d rate=%llu secs=%.2f requests=%llu "
+           "ok=%llu failed=%llu errors=%llu rps=%.0f p50_us=%.1f p90_us=%.1f p99_us=%.1f "
+           "max_us=%.1f unsent=%llu connects=%llu server_closes=%llu",
+           vx_backend_name(opt.backend), opt.threads, opt.conns, opt.pipeline,
+           (unsigned long long)opt.rate, secs, (unsigned long long)k.sent[CL_VALID],
+           (unsigned long long)ok, (unsigned long long)k.bad[CL_VALID],
+           (unsigned long long)k.errors, secs > 0 ? (double)ok / secs : 0,
+           hist_quantile_us(hist, ok, 0.5), hist_quantile_us(hist, ok, 0.9),
+           hist_quantile_us(hist, ok, 0.99), (double)max / 1000.0, (unsigned long long)unsent,
            (unsigned long long)k.connects, (unsigned long long)k.server_closes);
     uint64_t bad = k.bad[CL_VALID] + k.errors;
     for (int c = CL_INVALID; c < CL__COUNT; c++) {
@@ -922,6 +1008,8 @@ static int run_workers(worker *ws, worker_arg *args, const int *classes) {
         bool extra = (uint64_t)i < opt.requests % (uint64_t)opt.threads;
         ws[i].budget = opt.requests ? share + extra : UINT64_MAX;
         ws[i].nslots = opt.conns / opt.threads + (i < opt.conns % opt.threads);
+        ws[i].rate =
+            opt.rate / (uint64_t)opt.threads + ((uint64_t)i < opt.rate % (uint64_t)opt.threads);
         args[i] = (worker_arg){&ws[i], i, opt.threads, classes};
         if (pthread_create(&ws[i].tid, NULL, worker_main, &args[i]) != 0)
             break;
@@ -979,10 +1067,14 @@ static void usage(FILE *f) {
         "  --slow-timeout MS    a slow client must see 408 or a close by then (30000)\n"
         "  --reset-path P       what mid-response resets ask for (--path); name a large\n"
         "                       response so that the reset lands in the middle of it\n"
+        "  --rate R             open loop: R valid requests per second in all, released\n"
+        "                       every %d ms and sent on whichever valid connection is\n"
+        "                       free (0: closed loop, each slot sends as it is answered)\n"
         "Classes (each slot repeats its own until the run ends):\n"
         "  valid    keep-alive connection, --pipeline requests in flight; every response\n"
         "           must be 200 with Content-Length framing (and --expect's body).\n"
-        "           Latency runs from the write of a request to the end of its response.\n"
+        "           Latency runs from the write of a request (with --rate, from the\n"
+        "           release of its token) to the end of its response.\n"
         "  invalid  a new connection per request, one of %d malformed requests (bad field,\n"
         "           CL+TE, no Host, bare LF, control byte, repeated Content-Length, 9 KiB\n"
         "           target, 120 fields); the server must answer 4xx and close.\n"
@@ -990,13 +1082,13 @@ static void usage(FILE *f) {
         "           the server must answer 408 or close (its header timeout).\n"
         "  reset    a new connection reset with SO_LINGER 0, alternately mid-request\n"
         "           (half a head sent) and at the first byte of the response.\n"
-        "Output: one line, vx-load backend=.. requests=N ok=N failed=N errors=N rps=N\n"
+        "Output: one line, vx-load backend=.. rate=R requests=N ok=N failed=N errors=N rps=N\n"
         "  p50_us= p90_us= p99_us= max_us= connects= server_closes= invalid= invalid_ok=\n"
         "  invalid_bad= slow= slow_ok= slow_bad= reset= reset_ok= reset_bad=\n"
         "  (requests/ok/failed: valid requests; errors: failed connects and stray bytes;\n"
         "  the other classes count episodes). Exit 0, 1 if anything failed or was bad,\n"
         "  2 on bad usage. SIGINT/SIGTERM end the run early and still report.\n",
-        (int)NINVALID);
+        PACE_MS, (int)NINVALID);
 }
 
 static long long num(const char *name, const char *s, long long lo, long long hi) {
@@ -1049,6 +1141,9 @@ static bool set_number(int ch, const char *arg) {
         return true;
     case 'S':
         opt.slow_timeout_ms = (uint64_t)num("--slow-timeout", arg, 1, 3600000);
+        return true;
+    case 'R':
+        opt.rate = (uint64_t)num("--rate", arg, 0, 100000000);
         return true;
     }
     return false;
@@ -1106,12 +1201,25 @@ static bool set_option(int ch, const char *arg) {
 
 static void parse_args(int argc, char **argv) {
     static const struct option longs[] = {
-        {"host", 1, 0, 'h'},       {"port", 1, 0, 'p'},          {"backend", 1, 0, 'b'},
-        {"threads", 1, 0, 't'},    {"conns", 1, 0, 'c'},         {"duration", 1, 0, 'd'},
-        {"requests", 1, 0, 'n'},   {"path", 1, 0, 'P'},          {"pipeline", 1, 0, 'D'},
-        {"expect", 1, 0, 'e'},     {"header", 1, 0, 'H'},        {"timeout", 1, 0, 'T'},
-        {"mix", 1, 0, 'm'},        {"slow-interval", 1, 0, 's'}, {"slow-timeout", 1, 0, 'S'},
-        {"reset-path", 1, 0, 'r'}, {"help", 0, 0, 'u'},          {0, 0, 0, 0},
+        {"host", 1, 0, 'h'},
+        {"port", 1, 0, 'p'},
+        {"backend", 1, 0, 'b'},
+        {"threads", 1, 0, 't'},
+        {"conns", 1, 0, 'c'},
+        {"duration", 1, 0, 'd'},
+        {"requests", 1, 0, 'n'},
+        {"path", 1, 0, 'P'},
+        {"pipeline", 1, 0, 'D'},
+        {"expect", 1, 0, 'e'},
+        {"header", 1, 0, 'H'},
+        {"timeout", 1, 0, 'T'},
+        {"mix", 1, 0, 'm'},
+        {"slow-interval", 1, 0, 's'},
+        {"slow-timeout", 1, 0, 'S'},
+        {"reset-path", 1, 0, 'r'},
+        {"rate", 1, 0, 'R'},
+        {"help", 0, 0, 'u'},
+        {0, 0, 0, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -1127,7 +1235,9 @@ static void parse_args(int argc, char **argv) {
     const char *bad = optind < argc                    ? "unexpected argument"
                       : opt.threads > opt.conns        ? "more threads than connections"
                       : !opt.duration && !opt.requests ? "--duration 0 needs --requests"
-                                                       : NULL;
+                      : opt.rate && opt.rate < (uint64_t)opt.threads
+                          ? "--rate below one request per second per thread"
+                          : NULL;
     if (bad) {
         fprintf(stderr, "vx-load: %s (see --help)\n", bad);
         exit(2);

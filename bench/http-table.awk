@@ -47,6 +47,8 @@ $1 == "run" || $1 == "fail" {
     add(g SUBSEP "steal", val("steal_pct"))
     errs[g] += val("errors")
     non2xx[g] += val("non2xx")
+    unsent[g] += val("unsent")                   # rate-R: due, never sent
+    sent[g] += val("requests")
     percore[val("round"), val("test"), val("server")] = val("req_per_core_s")
 }
 
@@ -67,7 +69,10 @@ END {
     print "|---|---|---:|---:|---:|---:|---:|---:|"
     for (k = 1; k <= ng; k++) {
         g = order[k]; split(g, p, SUBSEP)
-        mark = (errs[g] + non2xx[g] > 0 || fails[g] > 0) ? " ⚠" : ""
+        # rate-R: a few requests of the last milliseconds may still wait for
+        # a connection when the run ends; over 1 % means the rate was not held
+        behind = unsent[g] > 0.01 * sent[g]
+        mark = (errs[g] + non2xx[g] > 0 || fails[g] > 0 || behind) ? " ⚠" : ""
         printf "| %s | %s | %d | %s%s | %s | %s | %s | %s |\n", p[1], p[2], runs[g],
             mmm(g SUBSEP "rps", "%.0f"), mark, mmm(g SUBSEP "srv", "%.0f"),
             mmm(g SUBSEP "core", "%.0f"), ratio(g, "raw-epoll"), ratio(g, "nginx")
@@ -75,7 +80,7 @@ END {
     print ""
     print "### Load, latency and noise"
     print ""
-    print "| test | server | wrk CPU % | server core busy % | p50 ms | p99 ms | foreign CPU % (max) | steal % (max) | errors | non-2xx | failed runs |"
+    print "| test | server | client CPU % | server core busy % | p50 ms | p99 ms | foreign CPU % (max) | steal % (max) | errors | non-2xx | failed runs |"
     print "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for (k = 1; k <= ng; k++) {
         g = order[k]; split(g, p, SUBSEP)
@@ -85,8 +90,18 @@ END {
             max(g SUBSEP "foreign", "%.1f"), max(g SUBSEP "steal", "%.1f"),
             errs[g], non2xx[g], fails[g], fails[g] ? " (" clean(why[g]) ")" : ""
     }
+    for (k = 1; k <= ng; k++)
+        if (unsent[order[k]]) {
+            split(order[k], p, SUBSEP)
+            printf "\n%s %s: %d requests due (%.2f %% of those sent) still waited for a connection at the end%s.\n",
+                p[1], p[2], unsent[order[k]], 100 * unsent[order[k]] / (sent[order[k]] ? sent[order[k]] : 1),
+                (unsent[order[k]] > 0.01 * sent[order[k]] ? ": the server did not hold the rate" : "")
+        }
     for (s in nostart) printf "\n%s did not start in %d round(s); see raw.txt.\n", s, nostart[s]
     print ""
-    print "⚠: some run of the row had socket errors, non-2xx responses or no result (second table)."
-    print "Medians over rounds, [min–max] in brackets; per-core = requests ÷ server CPU seconds."
+    print "⚠: some run of the row had socket errors, non-2xx responses or no result (second table),"
+    print "or (rate-R) over 1 % of the requests due were never sent."
+    print "Medians over rounds, [min–max] in brackets; per-core = requests ÷ server CPU seconds"
+    print "(for rate-R, where every server gets the same R requests/s, its inverse is the server's"
+    print "CPU time per request)."
 }

@@ -10,7 +10,12 @@
 #   TESTS="plaintext-plain plaintext-pipe16 baseline11 json json-10"  JSON_M=2
 #     (also static-N: GET a file of N random bytes, vx-http and nginx only;
 #     short-lived: /plaintext with "Connection: close", a connection per
-#     request, vx-http, nginx and h2o only: the C peers ignore the header)
+#     request, vx-http, nginx and h2o only: the C peers ignore the header;
+#     rate-R: /plaintext at a fixed R requests/s from vx-load, an open loop,
+#     so every server sees the same arrivals and the figure is its CPU cost;
+#     json-comp-N: /json/N with Accept-Encoding: gzip; upload-N: POST /upload
+#     with an N-byte body; both vx-http only, as HttpArena's json-comp and
+#     upload profiles)
 #   DURATION=5 (measured s)  WARMUP=1 (s)  CONNS=64  PIPE_CONNS=256
 #   SERVER_CPU=0  CLIENT_CPU=1  PORT_BASE=29300
 #   PEERS_DIR=../shared/bench (relative to the repository)  PEERS_BUILD=$PEERS_DIR/build
@@ -35,6 +40,7 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 PORT_BASE=${PORT_BASE:-29300}
 PEERS_DIR=${PEERS_DIR:-../shared/bench}
 VX_HTTP=${VX_HTTP:-build/bin/vx-http}
+VX_LOAD=${VX_LOAD:-build/bin/vx-load}
 OUT=build/bench/http            # peers compiled here when PEERS_BUILD lacks them
 CC=${CC:-cc}
 PEER_CFLAGS=(-O2 -g -Wall -Wextra) # the flags of $PEERS_DIR/Makefile
@@ -56,10 +62,12 @@ trap 'note interrupted; exit 130' INT TERM
 # ----------------------------------------------------------------- tests
 test_path() {
     case $1 in
-    plaintext-* | short-lived) echo /plaintext ;;
+    plaintext-* | short-lived | rate-*) echo /plaintext ;;
     baseline11) echo '/baseline11?a=1&b=2' ;;
     json) echo /json ;;
+    json-comp-*) echo "/json/${1#json-comp-}?m=$JSON_M" ;;
     json-*) echo "/json/${1#json-}?m=$JSON_M" ;;
+    upload-*) echo /upload ;;
     static-*) echo "/static/f${1#static-}.bin" ;;
     esac
 }
@@ -72,15 +80,15 @@ test_load() { # TEST -> "conns depth"; plaintext-pipeN sends N requests per writ
 check_tests() {
     local t
     for t in $TESTS; do
-        [[ $t =~ ^(plaintext-plain|plaintext-pipe[0-9]+|baseline11|json|json-[0-9]+|static-[0-9]+|short-lived)$ ]] ||
-            die "unknown test '$t' (plaintext-plain plaintext-pipeN baseline11 json json-N static-N short-lived)"
+        [[ $t =~ ^(plaintext-plain|plaintext-pipe[0-9]+|baseline11|json|json-[0-9]+|static-[0-9]+|short-lived|rate-[1-9][0-9]*|json-comp-[0-9]+|upload-[1-9][0-9]*)$ ]] ||
+            die "unknown test '$t' (plaintext-plain plaintext-pipeN baseline11 json json-N json-comp-N static-N short-lived rate-R upload-N)"
     done
 }
 # The peers answer /plaintext and /json only (nginx also files, given a
 # static location); the rest is vx-http's.
 serves() { # SERVER TEST
     case $1:$2 in
-    vx-*:* | nginx:static-* | nginx:short-lived | h2o:short-lived | *:plaintext-* | *:json) return 0 ;;
+    vx-*:* | nginx:static-* | nginx:short-lived | h2o:short-lived | *:plaintext-* | *:json | *:rate-*) return 0 ;;
     *) return 1 ;;
     esac
 }
@@ -188,13 +196,21 @@ check_test() {
     local port=$1 test=$2 path want ctype len
     path=$(test_path "$test")
     case $test in
-    plaintext-* | short-lived) want='Hello, World!' ctype=text/plain ;;
+    plaintext-* | short-lived | rate-*) want='Hello, World!' ctype=text/plain ;;
     json) want='{"message":"Hello, World!"}' ctype=application/json ;;
     baseline11) want=3 ctype=text/plain ;;       # a=1 + b=2
     json-*) want='' ctype=application/json ;;
     static-*) want='' ctype=application/octet-stream ;;
+    upload-*) want=${test#upload-} ctype=text/plain ;;
     esac
-    if ! curl -sS -m 5 --noproxy '*' -D "$TMP/hdr" -o "$TMP/body" \
+    local curl_args=()
+    case $test in
+    json-comp-*) curl_args=(-H 'Accept-Encoding: gzip') ;;
+    upload-*)
+        head -c "${test#upload-}" /dev/zero | tr '\0' x > "$TMP/upload.bin"
+        curl_args=(--data-binary "@$TMP/upload.bin" -H 'Content-Type: application/octet-stream') ;;
+    esac
+    if ! curl -sS -m 20 --noproxy '*' "${curl_args[@]}" -D "$TMP/hdr" -o "$TMP/body" \
         "http://127.0.0.1:$port$path" 2> "$TMP/curl.err"; then
         WHY="curl: $(head -1 "$TMP/curl.err")"; return 1
     fi
@@ -206,6 +222,11 @@ check_test() {
     grep -qi '^date: .' "$TMP/hdr.txt" || WHY+=" no Date;"
     grep -qi "^content-type: $ctype" "$TMP/hdr.txt" || WHY+=" Content-Type not $ctype;"
     [ "$len" = "$(stat -c %s "$TMP/body")" ] || WHY+=" Content-Length '$len' is not the body's size;"
+    if [[ $test = json-comp-* ]]; then
+        grep -qi '^content-encoding: gzip' "$TMP/hdr.txt" || WHY+=" not gzip-encoded;"
+        gzip -dc < "$TMP/body" > "$TMP/body.json" 2> /dev/null || WHY+=" body does not gunzip;"
+        mv "$TMP/body.json" "$TMP/body"
+    fi
     if [ -n "$want" ]; then
         printf %s "$want" | cmp -s - "$TMP/body" || WHY+=" body '$(head -c 60 "$TMP/body")';"
     elif [[ $test = static-* ]]; then
@@ -232,17 +253,50 @@ pipelined() {
 }
 
 # ------------------------------------------------------------------- load
-# wrk_run CONNS DEPTH SECS URL: wrk pinned to CLIENT_CPU, bounded by
-# timeout; output in $TMP/wrk.out. In the background with a wait, so that a
-# signal reaches the trap (which kills it by PID) at once.
+# wrk_run CONNS DEPTH SECS URL [BODY [HEADER]]: wrk pinned to CLIENT_CPU,
+# bounded by timeout; output in $TMP/wrk.out. BODY > 0: POSTs of that many
+# bytes; HEADER: one more request header. In the background with a wait, so
+# that a signal reaches the trap (which kills it by PID) at once.
 wrk_run() {
-    local rc=0
+    local rc=0 extra=()
+    if [ -n "${6:-}" ]; then extra=(-H "$6"); fi
     taskset -c "$CLIENT_CPU" timeout -k 2 $(($3 + 10)) wrk -t1 -c"$1" -d"$3s" --timeout 5s \
-        "${HEADERS[@]/#Connection: keep-alive/Connection: $WRK_CONNECTION}" -s bench/pipeline.lua "$4" -- "$2" > "$TMP/wrk.out" 2> "$TMP/wrk.err" &
+        "${HEADERS[@]/#Connection: keep-alive/Connection: $WRK_CONNECTION}" "${extra[@]}" \
+        -s bench/pipeline.lua "$4" -- "$2" "${5:-0}" > "$TMP/wrk.out" 2> "$TMP/wrk.err" &
     CLIENT_PID=$!
     wait "$CLIENT_PID" || rc=$?
     CLIENT_PID=
     return $rc
+}
+
+# vxload_run RATE SECS PORT: vx-load (epoll, CONNS connections, the
+# TechEmpower headers) sending /plaintext at RATE requests/s for SECS, pinned
+# to CLIENT_CPU; its summary becomes pipeline.lua's result line in
+# $TMP/wrk.out (non2xx = its failed requests; unsent = requests due that
+# found no free connection before the end: the server fell behind).
+vxload_run() {
+    local rc=0
+    taskset -c "$CLIENT_CPU" timeout -k 2 $(($2 + 20)) "$VX_LOAD" --backend epoll --port "$3" \
+        --conns "$CONNS" --rate "$1" --duration "$2" --timeout 5000 --expect 'Hello, World!' \
+        --header "${HEADERS[3]}" --header "${HEADERS[5]}" > "$TMP/load.out" 2> "$TMP/wrk.err" &
+    CLIENT_PID=$!
+    wait "$CLIENT_PID" || rc=$?
+    CLIENT_PID=
+    awk '$1 == "vx-load" { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+        printf "wrk-result requests=%d secs=%s rps=%s p50_ms=%.3f p99_ms=%.3f errors=%d non2xx=%d unsent=%d\n",
+            v["ok"], v["secs"], v["rps"], v["p50_us"] / 1000, v["p99_us"] / 1000, v["errors"], v["failed"], v["unsent"] }' \
+        "$TMP/load.out" > "$TMP/wrk.out"
+    return $rc
+}
+
+# client_run TEST CONNS DEPTH SECS PORT URL: the test's load generator
+client_run() {
+    case $1 in
+    rate-*) vxload_run "${1#rate-}" "$4" "$5" ;;
+    upload-*) wrk_run "$2" "$3" "$4" "$6" "${1#upload-}" ;;
+    json-comp-*) wrk_run "$2" "$3" "$4" "$6" 0 'Accept-Encoding: gzip' ;;
+    *) wrk_run "$2" "$3" "$4" "$6" ;;
+    esac
 }
 
 # client_cpu: CPU seconds of this shell's reaped children (wrk, through
@@ -301,10 +355,10 @@ run_test() {
         echo "fail $tag reason=check:${CHECK_FAIL[$test]// /_}" >> "$RAW"
         return 0
     fi
-    if [ "$WARMUP" -gt 0 ]; then wrk_run "$conns" "$depth" "$WARMUP" "$url" || true; fi
+    if [ "$WARMUP" -gt 0 ]; then client_run "$test" "$conns" "$depth" "$WARMUP" "$port" "$url" || true; fi
     client_cpu; c0=$CLI_CPU
     s0=$(snapshot "$SRV_PID") || s0=
-    wrk_run "$conns" "$depth" "$DURATION" "$url" || rc=$?
+    client_run "$test" "$conns" "$depth" "$DURATION" "$port" "$url" || rc=$?
     client_cpu
     s1=$(snapshot "$SRV_PID") || s1=
     res=$(grep -m1 '^wrk-result ' "$TMP/wrk.out" || true)
@@ -318,7 +372,7 @@ run_test() {
     fi
     line="run $tag port=$port wrk_rc=$rc ${res#wrk-result } $(account "$s0" "$s1" "$c0" "$CLI_CPU" "$res")"
     echo "$line" >> "$RAW"
-    note "$(printf '%-10s %-17s %8s req/s  cpu %5s %%  %8s req/core-s  wrk %5s %%  errors=%s non2xx=%s' \
+    note "$(printf '%-10s %-17s %8s req/s  cpu %5s %%  %8s req/core-s  client %5s %%  errors=%s non2xx=%s' \
         "$label" "$test" "$(kv rps "$line")" "$(kv srv_cpu_pct "$line")" \
         "$(kv req_per_core_s "$line")" "$(kv cli_cpu_pct "$line")" \
         "$(kv errors "$line")" "$(kv non2xx "$line")")"
@@ -401,7 +455,7 @@ environment() {
     echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo 'no commit'), $(git status --porcelain 2>/dev/null | wc -l) changed/untracked paths"
     echo "settings: TESTS=\"$TESTS\" JSON_M=$JSON_M ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS PIPE_CONNS=$PIPE_CONNS SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU"
     echo "servers: $RUN_SERVERS"
-    echo "not served by the peers (vx-http only): baseline11, json-N; static-N: vx-http and nginx only; short-lived: vx-http, nginx, h2o"
+    echo "not served by the peers (vx-http only): baseline11, json-N, json-comp-N, upload-N; static-N: vx-http and nginx only; short-lived: vx-http, nginx, h2o; rate-R: vx-load (epoll, CONNS connections) at R requests/s instead of wrk"
     [ -z "$SKIPPED" ] || echo "skipped: $SKIPPED"
     [ -z "$PEER_NOTE" ] || echo "peers not used: $PEER_NOTE"
     echo "host at start: $(host_noise)"
@@ -422,8 +476,8 @@ for t in $TESTS; do
 done
 PEERS_DIR=$(cd "$PEERS_DIR" 2>/dev/null && pwd || echo "$PEERS_DIR")
 PEERS_BUILD=${PEERS_BUILD:-$PEERS_DIR/build}
-if [ ! -x "$VX_HTTP" ]; then
-    note "$VX_HTTP missing: make build"
+if [ ! -x "$VX_HTTP" ] || [ ! -x "$VX_LOAD" ]; then
+    note "$VX_HTTP or $VX_LOAD missing: make build"
     make build >&2 || die "make build failed"
 fi
 choose_servers

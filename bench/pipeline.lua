@@ -1,8 +1,9 @@
 -- bench/pipeline.lua: the wrk script of bench/http.sh.
---   wrk ... -s bench/pipeline.lua URL -- DEPTH
+--   wrk ... -s bench/pipeline.lua URL -- DEPTH [BODY]
 -- DEPTH (default 1) requests go out in each write, as the TechEmpower
--- pipelined plaintext test does; wrk counts every response. With DEPTH 1
--- request() stays undefined, so that wrk keeps sending its one pre-built
+-- pipelined plaintext test does; wrk counts every response. BODY > 0 makes
+-- each request a POST with BODY bytes ("xxx...", Content-Length framing).
+-- With DEPTH 1 and no BODY request() stays undefined, so that wrk keeps sending its one pre-built
 -- request (its fast path) and the script costs nothing per request.
 -- At the end it prints one line that http.sh reads:
 --   wrk-result requests=N secs=S rps=R p50_ms=A p99_ms=B errors=E non2xx=X
@@ -11,7 +12,13 @@
 
 function init(args)
    local depth = tonumber(args[1]) or 1
-   if depth > 1 then
+   local size = tonumber(args[2]) or 0
+   if size > 0 then
+      wrk.method = "POST"
+      wrk.body = string.rep("x", size)
+      wrk.headers["Content-Type"] = "application/octet-stream"
+   end
+   if depth > 1 or size > 0 then
       local batch = string.rep(wrk.format(), depth)
       request = function() return batch end
    end

@@ -3,7 +3,8 @@
 # (VX_BACKEND drives vx-load's loops; the server is vx-http on epoll).
 # Bad options exit 2 with a message; a server that is not there ends the run
 # (exit 1) instead of retrying forever; --requests N is exactly N answered
-# requests, each checked (--expect), exit 0; the summary line adds up.
+# requests, each checked (--expect), exit 0; the summary line adds up;
+# --rate R sends at most R requests per second.
 # Env: VX_BIN (directory with vx-http and vx-load). Exit 77 if the backend
 # is unavailable.
 set -uo pipefail
@@ -36,6 +37,8 @@ done <<'BAD'
 --duration 0|--duration 0 needs --requests
 --mix bogus=1|bad --mix element
 --header nocolon|--header 'Name: value'
+--rate -1|bad --rate
+--rate 1 --threads 2 --conns 2|--rate below one request per second per thread
 BAD
 
 "$VX_BIN/vx-http" --port 0 --backend epoll >"$tmp/srv" 2>"$tmp/srv.err" &
@@ -52,4 +55,12 @@ grep -q ' requests=1000 ok=1000 failed=0 errors=0 ' "$tmp/out" || fail "1000 req
 load --port "$port" --conns 2 --duration 0 --requests 10 --expect 'nope' >"$tmp/out" 2>"$tmp/err"
 rc=$?
 [[ $rc -eq 1 ]] && grep -q ' failed=10 ' "$tmp/out" || fail "--expect mismatch: exit $rc, $(cat "$tmp/out")"
+# --rate: an open loop that never runs ahead of its rate (the tokens due are
+# rate x elapsed), where a closed loop would send thousands in that second.
+load --port "$port" --conns 8 --threads 2 --rate 400 --duration 1 \
+    --expect 'Hello, World!' >"$tmp/out" 2>"$tmp/err" || fail "--rate 400: $(cat "$tmp/err")"
+awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
+    END { exit !(v["rate"] == 400 && v["ok"] == v["requests"] && v["failed"] == 0 &&
+                 v["requests"] >= 100 && v["requests"] <= 400 * v["secs"] + 4) }' "$tmp/out" ||
+    fail "--rate 400 for 1 s: $(cat "$tmp/out")"
 echo "ok vx-load backend=$backend"
