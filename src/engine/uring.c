@@ -65,11 +65,29 @@
 
 #define SQ_ENTRIES 4096
 #define CQ_ENTRIES 16384
-/* Provided buffers: 512 x 8 KiB = 4 MiB per loop. Measured on loopback bulk
- * echo (4 x 1 GiB): 8 KiB buffers cost ~2.0 s of server CPU, 16 and 32 KiB
- * ~3.0 s, 4 KiB ~2.4 s; the count changed nothing from 256 to 1024, and 200
- * busy clients never emptied 256. An empty ring only costs a re-arm. */
-#define NBUFS 512 /* a power of two */
+/* Provided buffers. Since 6.12 the kernel can consume a buffer a piece at a
+ * time (IOU_PBUF_RING_INC): a recv takes only what it fills, the next one
+ * goes on from there, so 16 x 64 KiB = 1 MiB holds thousands of small
+ * requests and still takes a bulk upload 64 KiB per recv. The kernel writes
+ * the ring's memory in order, so all of it is the copy's working set: at
+ * 1 MiB it stays in L2, where 4 MiB did not (a 1 MiB upload cost 30-40 %
+ * more server CPU than with epoll; bench/RESULTS.md). Without INC each recv
+ * takes a whole buffer: 512 x 8 KiB (loopback bulk echo, 4 x 1 GiB: 8 KiB
+ * cost ~2.0 s of server CPU, 16 and 32 KiB ~3.0 s, 4 KiB ~2.4 s; 200 busy
+ * clients never emptied 256). An empty ring only costs a re-arm. */
+#define INC_NBUFS 16 /* powers of two */
+#define INC_BUF_SIZE (64u * 1024)
+#define NBUFS 512
+#define BUF_SIZE (8u * 1024)
+#ifndef IOU_PBUF_RING_INC /* liburing < 2.8 does not name them */
+#define IOU_PBUF_RING_INC 2
+#endif
+#ifdef IOU_PBUF_RING_MMAP /* the registration's flags were 'pad' before 6.4 */
+#define VX__BUF_REG_FLAGS flags
+#else
+#define VX__BUF_REG_FLAGS pad
+#endif
+#define VX__CQE_F_BUF_MORE (1U << 4) /* IORING_CQE_F_BUF_MORE: the buffer goes on */
 /* Batched waits are opt-in: on this project's 2-vCPU test host they bought
  * nothing (plaintext, 64 conns: 76-85k vs 91k requests per server core-s
  * without; bench/RESULTS.md), so the default keeps the plain wait. */
@@ -80,7 +98,6 @@
 #else
 #define VX__FEAT_MIN_TIMEOUT IORING_FEAT_MIN_TIMEOUT
 #endif
-#define BUF_SIZE (8u * 1024)
 #define BGID 0             /* buffer group id */
 #define MAX_IOV 64         /* chunks per sendmsg, as in the reactor */
 #define CQE_BATCH 256      /* CQEs copied out of the ring before dispatch */
@@ -140,6 +157,9 @@ typedef struct uring {
     struct io_uring ring;
     struct io_uring_buf_ring *br;
     char *bufs;
+    uint32_t *boff; /* per buffer: bytes the kernel consumed so far (INC) */
+    unsigned nbufs, buf_size;
+    bool inc;            /* buffers consumed incrementally */
     unsigned br_pending; /* buffers added since the last advance */
     bool enabled;        /* the ring starts disabled (IORING_SETUP_R_DISABLED) */
     bool defer;          /* DEFER_TASKRUN: completions need GETEVENTS */
@@ -411,8 +431,22 @@ static void uring_close(vx__handle *h) {
 /* ------------------------------------------------------------ reading */
 
 static void recycle(uring *u, unsigned bid) {
-    io_uring_buf_ring_add(u->br, u->bufs + (size_t)bid * BUF_SIZE, BUF_SIZE, (unsigned short)bid,
-                          io_uring_buf_ring_mask(NBUFS), (int)u->br_pending++);
+    io_uring_buf_ring_add(u->br, u->bufs + (size_t)bid * u->buf_size, u->buf_size,
+                          (unsigned short)bid, io_uring_buf_ring_mask(u->nbufs),
+                          (int)u->br_pending++);
+}
+
+/* A recv CQE filled n bytes of buffer bid: where they start; the buffer goes
+ * back to the ring once the kernel is done with it. */
+static char *buf_take(uring *u, unsigned bid, int n, unsigned flags) {
+    char *p = u->bufs + (size_t)bid * u->buf_size + u->boff[bid];
+    if ((flags & VX__CQE_F_BUF_MORE) && n > 0) {
+        u->boff[bid] += (uint32_t)n;
+    } else {
+        u->boff[bid] = 0;
+        recycle(u, bid);
+    }
+    return p;
 }
 
 static void arm_recv(uring *u, vx_conn *c) {
@@ -510,10 +544,11 @@ static void on_recv(uring *u, vx_conn *c, int res, unsigned flags) {
         c->flags &= ~VX__CF_READING;
     }
     if (flags & IORING_CQE_F_BUFFER) {
-        unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+        /* the bytes stay valid until the next enter: recycled buffers
+         * reach the kernel once per CQE batch */
+        char *p = buf_take(u, flags >> IORING_CQE_BUFFER_SHIFT, res, flags);
         if (res > 0 && !closing(&c->h))
-            input(u, c, u->bufs + (size_t)bid * BUF_SIZE, (size_t)res);
-        recycle(u, bid);
+            input(u, c, p, (size_t)res);
     } else if (closing(&c->h)) {
         return;
     } else if (res == 0) {
@@ -877,8 +912,8 @@ static int uring_wait(vx_loop *loop, int timeout_ms) {
 
 /* ---------------------------------------------------------- life cycle */
 
-static bool env_disabled(void) {
-    const char *e = getenv("VX_URING_DISABLE");
+static bool env_flag(const char *name) {
+    const char *e = getenv(name);
     return e && *e && strcmp(e, "0") != 0;
 }
 
@@ -925,26 +960,52 @@ static int ring_setup(uring *u) {
     return rc;
 }
 
-static int bufs_setup(uring *u) {
-    size_t ring_sz = NBUFS * sizeof(struct io_uring_buf);
+/* Register the buffer ring: incremental (INC_NBUFS x INC_BUF_SIZE) where
+ * the kernel has it, else NBUFS x BUF_SIZE (also with VX_URING_WHOLE_BUFS=1,
+ * so that the tests cover that path on new kernels too). */
+static int bufs_register(uring *u) {
+    size_t ring_sz = NBUFS * sizeof(struct io_uring_buf); /* fits either */
     VX__COUNT_SYS(u->loop, OTHER);
     void *br = mmap(NULL, ring_sz, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     if (br == MAP_FAILED)
         return -ENOMEM;
     u->br = br;
-    if (!(u->bufs = vx__malloc((size_t)NBUFS * BUF_SIZE)))
-        return -ENOMEM;
-    struct io_uring_buf_reg reg = {
-        .ring_addr = (uint64_t)(uintptr_t)br, .ring_entries = NBUFS, .bgid = BGID};
+    struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)br,
+                                   .ring_entries = INC_NBUFS,
+                                   .bgid = BGID,
+                                   .VX__BUF_REG_FLAGS = IOU_PBUF_RING_INC};
+    int rc = -EINVAL;
+    if (!env_flag("VX_URING_WHOLE_BUFS")) {
+        VX__COUNT_SYS(u->loop, OTHER);
+        rc = io_uring_register_buf_ring(&u->ring, &reg, 0);
+    }
+    if (rc == 0) {
+        u->inc = true, u->nbufs = INC_NBUFS, u->buf_size = INC_BUF_SIZE;
+        return 0;
+    }
+    reg.ring_entries = NBUFS, reg.VX__BUF_REG_FLAGS = 0; /* kernel < 6.12 */
     VX__COUNT_SYS(u->loop, OTHER);
-    int rc = io_uring_register_buf_ring(&u->ring, &reg, 0);
+    rc = io_uring_register_buf_ring(&u->ring, &reg, 0);
     if (rc < 0)
         return rc == -EINVAL ? -ENOSYS : rc; /* no buffer rings: kernel < 5.19 */
+    u->nbufs = NBUFS, u->buf_size = BUF_SIZE;
+    return 0;
+}
+
+static int bufs_setup(uring *u) {
+    int rc = bufs_register(u);
+    if (rc < 0)
+        return rc;
+    u->boff = vx__calloc(u->nbufs, sizeof *u->boff);
+    if (!(u->bufs = vx__malloc((size_t)u->nbufs * u->buf_size)) || !u->boff)
+        return -ENOMEM;
     io_uring_buf_ring_init(u->br);
-    for (unsigned i = 0; i < NBUFS; i++)
+    for (unsigned i = 0; i < u->nbufs; i++)
         recycle(u, i);
-    io_uring_buf_ring_advance(u->br, NBUFS);
+    io_uring_buf_ring_advance(u->br, (int)u->nbufs);
     u->br_pending = 0;
+    vx__log(VX_LOG_DEBUG, "uring: %u provided buffers of %u KiB%s", u->nbufs, u->buf_size >> 10,
+            u->inc ? ", consumed incrementally" : "");
     return 0;
 }
 
@@ -966,13 +1027,14 @@ static void files_setup(uring *u) {
 
 static void release(uring *u, bool ring_up) {
     if (ring_up) {
-        if (u->bufs) /* after the ring is gone the kernel cannot pick a buffer */
+        if (u->nbufs) /* after the ring is gone the kernel cannot pick a buffer */
             io_uring_unregister_buf_ring(&u->ring, BGID);
         io_uring_queue_exit(&u->ring);
     }
     if (u->br)
         munmap(u->br, NBUFS * sizeof(struct io_uring_buf));
     vx__free(u->bufs);
+    vx__free(u->boff);
     for (int32_t i = 0; i < u->nops; i++) {
         vx__outq_clear(&u->ops[i]->orphan, &u->loop->chunks);
         vx__free(u->ops[i]);
@@ -983,7 +1045,7 @@ static void release(uring *u, bool ring_up) {
 }
 
 static int uring_init(vx_loop *loop) {
-    if (env_disabled())
+    if (env_flag("VX_URING_DISABLE"))
         return -ENOSYS;
     uring *u = vx__calloc(1, sizeof *u);
     if (!u)
