@@ -412,8 +412,9 @@ static void settle(slot *s, bool good, const char *why) {
 
 /* ------------------------------------------------------------ valid */
 
-/* Top the pipeline up to opt.pipeline requests; a slot with nothing left to
- * send and nothing in flight is finished. */
+/* Top the pipeline up to opt.pipeline requests (with --rate, as far as the
+ * released tokens go); a slot with nothing left to send and nothing in
+ * flight is finished, one merely waiting for tokens stays open. */
 static void fill(slot *s) {
     worker *w = s->w;
     if (s->closing)

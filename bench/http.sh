@@ -45,8 +45,8 @@ OUT=build/bench/http            # peers compiled here when PEERS_BUILD lacks the
 CC=${CC:-cc}
 PEER_CFLAGS=(-O2 -g -Wall -Wextra) # the flags of $PEERS_DIR/Makefile
 # the TechEmpower request headers
-HEADERS=(-H 'Host: localhost' -H 'Connection: keep-alive'
-    -H 'Accept: text/plain,text/html;q=0.9,application/xhtml+xml;q=0.9,application/xml;q=0.8,*/*;q=0.7')
+ACCEPT='Accept: text/plain,text/html;q=0.9,application/xhtml+xml;q=0.9,application/xml;q=0.8,*/*;q=0.7'
+HEADERS=(-H 'Host: localhost' -H 'Connection: keep-alive' -H "$ACCEPT")
 
 SRV_PID='' CLIENT_PID='' TMP='' WRK_CONNECTION=keep-alive
 
@@ -278,7 +278,7 @@ vxload_run() {
     local rc=0
     taskset -c "$CLIENT_CPU" timeout -k 2 $(($2 + 20)) "$VX_LOAD" --backend epoll --port "$3" \
         --conns "$CONNS" --rate "$1" --duration "$2" --timeout 5000 --expect 'Hello, World!' \
-        --header "${HEADERS[3]}" --header "${HEADERS[5]}" > "$TMP/load.out" 2> "$TMP/wrk.err" &
+        --header 'Connection: keep-alive' --header "$ACCEPT" > "$TMP/load.out" 2> "$TMP/wrk.err" &
     CLIENT_PID=$!
     wait "$CLIENT_PID" || rc=$?
     CLIENT_PID=
