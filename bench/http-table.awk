@@ -16,6 +16,11 @@ function med(key, fmt) { return N[key] ? sprintf(fmt, stat(key, "med")) : "-" }
 function max(key, fmt) { return N[key] ? sprintf(fmt, stat(key, "max")) : "-" }
 function clean(s) { gsub(/_/, " ", s); gsub(/\|/, "/", s); return s }  # a reason, for a table cell
 
+# rate-R: a few requests of the last milliseconds may still wait for a
+# connection when the run ends; over 1 % of those sent means the rate was
+# not held
+function behind(g) { return unsent[g] > 0.01 * sent[g] }
+
 # ratio of the per-core medians of group g (test, server) to server ref
 function ratio(g, ref,   t, r, key) {
     t = substr(g, 1, index(g, SUBSEP) - 1)
@@ -69,10 +74,7 @@ END {
     print "|---|---|---:|---:|---:|---:|---:|---:|"
     for (k = 1; k <= ng; k++) {
         g = order[k]; split(g, p, SUBSEP)
-        # rate-R: a few requests of the last milliseconds may still wait for
-        # a connection when the run ends; over 1 % means the rate was not held
-        behind = unsent[g] > 0.01 * sent[g]
-        mark = (errs[g] + non2xx[g] > 0 || fails[g] > 0 || behind) ? " ⚠" : ""
+        mark = (errs[g] + non2xx[g] > 0 || fails[g] > 0 || behind(g)) ? " ⚠" : ""
         printf "| %s | %s | %d | %s%s | %s | %s | %s | %s |\n", p[1], p[2], runs[g],
             mmm(g SUBSEP "rps", "%.0f"), mark, mmm(g SUBSEP "srv", "%.0f"),
             mmm(g SUBSEP "core", "%.0f"), ratio(g, "raw-epoll"), ratio(g, "nginx")
@@ -90,13 +92,14 @@ END {
             max(g SUBSEP "foreign", "%.1f"), max(g SUBSEP "steal", "%.1f"),
             errs[g], non2xx[g], fails[g], fails[g] ? " (" clean(why[g]) ")" : ""
     }
-    for (k = 1; k <= ng; k++)
-        if (unsent[order[k]]) {
-            split(order[k], p, SUBSEP)
-            printf "\n%s %s: %d requests due (%.2f %% of those sent) still waited for a connection at the end%s.\n",
-                p[1], p[2], unsent[order[k]], 100 * unsent[order[k]] / (sent[order[k]] ? sent[order[k]] : 1),
-                (unsent[order[k]] > 0.01 * sent[order[k]] ? ": the server did not hold the rate" : "")
-        }
+    for (k = 1; k <= ng; k++) {
+        g = order[k]
+        if (!unsent[g]) continue
+        split(g, p, SUBSEP)
+        printf "\n%s %s: %d requests due (%.2f %% of those sent) still waited for a connection at the end%s.\n",
+            p[1], p[2], unsent[g], 100 * unsent[g] / (sent[g] ? sent[g] : 1),
+            (behind(g) ? ": the server did not hold the rate" : "")
+    }
     for (s in nostart) printf "\n%s did not start in %d round(s); see raw.txt.\n", s, nostart[s]
     print ""
     print "⚠: some run of the row had socket errors, non-2xx responses or no result (second table),"

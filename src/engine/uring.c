@@ -75,7 +75,7 @@
  * takes a whole buffer: 512 x 8 KiB (loopback bulk echo, 4 x 1 GiB: 8 KiB
  * cost ~2.0 s of server CPU, 16 and 32 KiB ~3.0 s, 4 KiB ~2.4 s; 200 busy
  * clients never emptied 256). An empty ring only costs a re-arm. */
-#define INC_NBUFS 16 /* powers of two */
+#define INC_NBUFS 16 /* ring sizes are powers of two */
 #define INC_BUF_SIZE (64u * 1024)
 #define NBUFS 512
 #define BUF_SIZE (8u * 1024)
@@ -157,9 +157,9 @@ typedef struct uring {
     struct io_uring ring;
     struct io_uring_buf_ring *br;
     char *bufs;
-    uint32_t *boff; /* per buffer: bytes the kernel consumed so far (INC) */
-    unsigned nbufs, buf_size;
-    bool inc;            /* buffers consumed incrementally */
+    uint32_t *boff;      /* per buffer: bytes the kernel consumed so far (INC) */
+    unsigned nbufs;      /* INC_NBUFS (incremental) or NBUFS */
+    unsigned buf_size;   /* INC_BUF_SIZE or BUF_SIZE */
     unsigned br_pending; /* buffers added since the last advance */
     bool enabled;        /* the ring starts disabled (IORING_SETUP_R_DISABLED) */
     bool defer;          /* DEFER_TASKRUN: completions need GETEVENTS */
@@ -980,7 +980,7 @@ static int bufs_register(uring *u) {
         rc = io_uring_register_buf_ring(&u->ring, &reg, 0);
     }
     if (rc == 0) {
-        u->inc = true, u->nbufs = INC_NBUFS, u->buf_size = INC_BUF_SIZE;
+        u->nbufs = INC_NBUFS, u->buf_size = INC_BUF_SIZE;
         return 0;
     }
     reg.ring_entries = NBUFS, reg.VX__BUF_REG_FLAGS = 0; /* kernel < 6.12 */
@@ -1005,7 +1005,7 @@ static int bufs_setup(uring *u) {
     io_uring_buf_ring_advance(u->br, (int)u->nbufs);
     u->br_pending = 0;
     vx__log(VX_LOG_DEBUG, "uring: %u provided buffers of %u KiB%s", u->nbufs, u->buf_size >> 10,
-            u->inc ? ", consumed incrementally" : "");
+            u->nbufs == INC_NBUFS ? ", consumed incrementally" : "");
     return 0;
 }
 
