@@ -2,7 +2,7 @@
  * on any backend and server model.
  *   vx-http [--host H] [--port P] [--backend NAME] [--model MODEL]
  *           [--root DIR] [--dataset FILE] [--max-body BYTES]
- *           [--header-timeout MS] [--idle-timeout MS]
+ *           [--header-timeout MS] [--idle-timeout MS] [--async-file-min BYTES|off]
  * Endpoints: GET /plaintext, GET /json, GET|POST /baseline11?a=&b=,
  * GET /pipeline, GET /json/{count}?m=M (gzip with Accept-Encoding: gzip),
  * POST /upload, GET /static/NAME, GET /metrics.
@@ -31,6 +31,7 @@ static struct {
     vx_model model;
     size_t max_body;
     uint64_t header_timeout_ms, idle_timeout_ms; /* 0: the library's defaults */
+    uint64_t async_file_min;                     /* 0: the library's default */
 } opt = {.host = "127.0.0.1", .port = 8080, .model = {VX_MODEL_SINGLE, 1}};
 static int root_fd = -1; /* --root, opened once: files are opened beneath it */
 
@@ -296,6 +297,8 @@ static uint64_t m_accepts(const vx_stats *s) { return s->accepts; }
 static uint64_t m_conns(const vx_stats *s) { return s->conns_live; }
 static uint64_t m_bytes_in(const vx_stats *s) { return s->bytes_in; }
 static uint64_t m_bytes_out(const vx_stats *s) { return s->bytes_out; }
+static uint64_t m_file_reads(const vx_stats *s) { return s->file_reads; }
+static uint64_t m_file_bytes(const vx_stats *s) { return s->file_bytes; }
 
 static const loop_metric loop_metrics[] = {
     {"vx_loop_wakeups_total", "counter", "Returns from the poller's wait.", m_wakeups},
@@ -304,6 +307,8 @@ static const loop_metric loop_metrics[] = {
     {"vx_loop_conns", "gauge", "Connections open.", m_conns},
     {"vx_loop_bytes_in_total", "counter", "Bytes read from sockets.", m_bytes_in},
     {"vx_loop_bytes_out_total", "counter", "Bytes written to sockets.", m_bytes_out},
+    {"vx_loop_file_reads_total", "counter", "File reads done off the loop's thread.", m_file_reads},
+    {"vx_loop_file_bytes_total", "counter", "Bytes those file reads brought.", m_file_bytes},
 };
 
 #define METRICS_MAX_LOOPS 256
@@ -378,22 +383,16 @@ static void usage(FILE *f) {
                "               [--model "
                "single|reuseport:N|handoff:N|shared:N|procs:N|thread-per-conn|fork-per-conn]\n"
                "               [--root DIR] [--dataset FILE] [--max-body BYTES]\n"
-               "               [--header-timeout MS] [--idle-timeout MS]\n");
+               "               [--header-timeout MS] [--idle-timeout MS]\n"
+               "               [--async-file-min BYTES|off]\n");
 }
 
 static void parse_args(int argc, char **argv) {
     static const struct option longs[] = {
-        {"host", 1, 0, 'h'},
-        {"port", 1, 0, 'p'},
-        {"backend", 1, 0, 'b'},
-        {"model", 1, 0, 'm'},
-        {"root", 1, 0, 'r'},
-        {"dataset", 1, 0, 'd'},
-        {"max-body", 1, 0, 'x'},
-        {"header-timeout", 1, 0, 'H'},
-        {"idle-timeout", 1, 0, 'i'},
-        {"help", 0, 0, '?'},
-        {0, 0, 0, 0},
+        {"host", 1, 0, 'h'},           {"port", 1, 0, 'p'},           {"backend", 1, 0, 'b'},
+        {"model", 1, 0, 'm'},          {"root", 1, 0, 'r'},           {"dataset", 1, 0, 'd'},
+        {"max-body", 1, 0, 'x'},       {"header-timeout", 1, 0, 'H'}, {"idle-timeout", 1, 0, 'i'},
+        {"async-file-min", 1, 0, 'a'}, {"help", 0, 0, '?'},           {0, 0, 0, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -420,6 +419,12 @@ static void parse_args(int argc, char **argv) {
         case 'i':
             opt.idle_timeout_ms =
                 (uint64_t)app_num("vx-http", "--idle-timeout", optarg, 1, 86400000);
+            break;
+        case 'a': /* static files this large are read off the loop's thread; off: sendfile */
+            opt.async_file_min =
+                strcmp(optarg, "off") == 0
+                    ? UINT64_MAX
+                    : (uint64_t)app_num("vx-http", "--async-file-min", optarg, 1, 1LL << 50);
             break;
         case 'm':
             opt.model = app_model("vx-http", optarg);
@@ -598,7 +603,8 @@ int main(int argc, char **argv) {
     vx_http_opts ho = {.server_name = "vortex",
                        .max_body = opt.max_body,
                        .header_timeout_ms = opt.header_timeout_ms,
-                       .idle_timeout_ms = opt.idle_timeout_ms};
+                       .idle_timeout_ms = opt.idle_timeout_ms,
+                       .async_file_min = opt.async_file_min};
     if (vx_http_new(&http, &ho) < 0 || routes() != 0) {
         fprintf(stderr, "vx-http: cannot set up the routes\n");
         return 1;

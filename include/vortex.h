@@ -151,7 +151,8 @@ typedef struct vx_stats {
     uint64_t accepts;                 /* connections accepted */
     uint64_t conns_live;              /* connections open now */
     uint64_t bytes_in, bytes_out;
-    uint64_t reads, writes; /* read and write callbacks/flushes */
+    uint64_t reads, writes;          /* read and write callbacks/flushes */
+    uint64_t file_reads, file_bytes; /* vx_file_read calls completed, and bytes they read */
 } vx_stats;
 
 VX_API void vx_loop_stats(const vx_loop *loop, vx_stats *out);
@@ -197,6 +198,21 @@ VX_API int vx_io_update(vx_io *io, unsigned events);
  * Free the watcher before closing its fd. */
 VX_API void vx_io_free(vx_io *io);
 
+/* ----------------------------------------------------- asynchronous file reads */
+
+/* n: bytes read (0 at the end of the file), or -errno (-ECANCELED: the loop
+ * was freed before the read could start). */
+typedef void (*vx_read_cb)(void *arg, ssize_t n);
+/* Read up to len bytes of fd at off into buf without blocking the loop's
+ * thread on the disk: an io_uring READ on the uring backend, a pread(2) on a
+ * pool thread elsewhere (the loop's vx_loop_set_pool pool, else one the loop
+ * starts on first use and owns). cb runs once, on the loop's thread (at the
+ * latest in vx_loop_free); buf and fd must stay valid until then. With
+ * O_DIRECT, buf, len and off must be aligned as the file system asks (4096
+ * always does). 0, or -ENOMEM/-EAGAIN/-ECANCELED, and then cb will not run. */
+VX_API int vx_file_read(vx_loop *loop, int fd, void *buf, size_t len, uint64_t off, vx_read_cb cb,
+                        void *arg);
+
 /* ------------------------------------------------------------ connections */
 
 /* Bytes arrived. Return how many were consumed; the rest is kept by the
@@ -235,7 +251,7 @@ VX_API int vx_conn_write(vx_conn *c, const void *data, size_t len);
  * closes (dup() it to keep one). The bytes count in vx_conn_queued() and the
  * water marks; more than 16 queued files count as above the high-water mark.
  * fd must suit sendfile (a regular file); reading it may block the loop on a
- * page-cache miss. If the file ends before off + len, the connection closes
+ * page-cache miss (vx_file_read does not). If the file ends before off + len, the connection closes
  * with -ENODATA. sendfile(2) has no MSG_NOSIGNAL, so the loop's thread gets
  * SIGPIPE blocked at the first file it sends. 0, -EPIPE, -EBADF, -EINVAL
  * (range past 2^63), -ENOMEM. */
@@ -539,6 +555,11 @@ typedef struct vx_http_opts {
     size_t max_body;            /* buffered request bodies; 0: 1 MiB (413 past it) */
     uint64_t header_timeout_ms; /* a request head must be complete in; 0: 10000 (408) */
     uint64_t idle_timeout_ms;   /* keep-alive connection without traffic; 0: 60000 */
+    /* File bodies (vx_http_send_fd) this long or longer are read off the
+     * loop's thread with O_DIRECT (vx_file_read) instead of sent with
+     * sendfile(2), which blocks the loop on a page-cache miss; 0: 4 MiB,
+     * UINT64_MAX: never. */
+    uint64_t async_file_min;
 } vx_http_opts;
 
 /* 0, -EINVAL or -ENOMEM. */
@@ -624,11 +645,12 @@ VX_API void vx_http_on_drain(vx_http_req *r, vx_http_handler fn, void *data);
 VX_API void vx_http_on_abort(vx_http_req *r, vx_http_handler fn, void *data);
 /* After vx_http_begin(length = len): the rest of the body is len bytes of
  * the regular file fd from off — up to 16 KiB read in behind the head at
- * once, more queued for sendfile(2) (vx_conn_sendfile); the response ends
- * here. fd becomes the server's (closed when sent, also on failure). 0,
- * -EINVAL (chunked, or more than announced), -ENODATA (the file ended first:
- * what it had is sent, then the connection closes), or the read or
- * vx_conn_sendfile error. */
+ * once, from async_file_min on read in pieces off the loop's thread (the
+ * response ends when the last piece is queued), otherwise queued for
+ * sendfile(2) (vx_conn_sendfile) and the response ends here. fd becomes the
+ * server's (closed when sent, also on failure). 0, -EINVAL (chunked, or more
+ * than announced), -ENODATA (the file ended first: what it had is sent, then
+ * the connection closes), or the read or vx_conn_sendfile error. */
 VX_API int vx_http_send_fd(vx_http_req *r, int fd, off_t off, uint64_t len);
 /* A static file: name (decoded, relative) beneath the directory root_fd (the
  * caller's; open(dir, O_PATH | O_DIRECTORY) is enough), with Content-Type by

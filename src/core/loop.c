@@ -324,6 +324,7 @@ void vx_loop_free(vx_loop *loop) {
     loop->freeing = true;
     /* First, while every handle is still open: the done callbacks may use them. */
     vx__work_fini(loop);
+    vx_pool_free(loop->file_pool); /* no job of it is left (vx_file_read) */
     vx__signals_free_all(loop);
     for (vx__list *it = loop->handles.next, *next; it != &loop->handles; it = next) {
         next = it->next;

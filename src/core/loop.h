@@ -46,6 +46,8 @@ typedef struct vx__handle {
  * no later edge will announce it). */
 enum { VX__EV_IN = 1, VX__EV_OUT = 2, VX__EV_ERR = 4, VX__EV_HUP = 8, VX__EV_RDHUP = 16 };
 
+struct vx__fread;
+
 typedef struct vx__engine {
     const char *name;
     /* 0, or -errno; -ENOSYS/-EPERM mean "not available here". */
@@ -71,7 +73,27 @@ typedef struct vx__engine {
     /* Optional: read c now if it may have data the engine was not told about
      * (edge-triggered resume or read budget exhausted). */
     void (*read_again)(vx_conn *c);
+    /* Optional: start the read fr describes and call vx__fread_done(fr) with
+     * its result once it completed, at the latest in fini. 0 or -errno.
+     * Without it vx_file_read runs a pread(2) on a pool thread. */
+    int (*file_read)(struct vx__fread *fr);
 } vx__engine;
+
+/* One vx_file_read: owned by whoever performs it (the engine, or the pool's
+ * job), freed by vx__fread_done. */
+typedef struct vx__fread {
+    vx_loop *loop;
+    int fd;
+    void *buf;
+    size_t len;
+    uint64_t off;
+    ssize_t res; /* bytes read or -errno (pool path) */
+    vx_read_cb cb;
+    void *arg;
+} vx__fread;
+
+/* fread.c: count, free fr, then run its callback with n. */
+void vx__fread_done(vx__fread *fr, ssize_t n);
 
 typedef struct vx__task {
     vx_fn fn;
@@ -132,6 +154,7 @@ struct vx_loop {
     struct vx__job *work_done; /* finished jobs, oldest first */
     struct vx__job **work_tail;
     size_t work_done_n;
+    vx_pool *file_pool; /* started by vx_file_read without a pool; the loop's */
 
     /* Signals through one signalfd per loop. */
     int sig_fd;

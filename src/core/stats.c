@@ -46,6 +46,9 @@ int vx_stats_format(const vx_loop *loop, char *buf, size_t len) {
            (unsigned long long)s->accepts, (unsigned long long)s->conns_live,
            (unsigned long long)s->bytes_in, (unsigned long long)s->bytes_out,
            (unsigned long long)vx_stats_syscalls(s));
+    if (s->file_reads)
+        APPEND(" file_reads=%llu file_bytes=%llu", (unsigned long long)s->file_reads,
+               (unsigned long long)s->file_bytes);
     for (int i = 0; i < VX_SYS__COUNT; i++)
         if (s->syscalls[i])
             APPEND(" sys_%s=%llu", sys_names[i], (unsigned long long)s->syscalls[i]);

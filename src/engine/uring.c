@@ -32,8 +32,8 @@
  *    sendfile, against ~40 us, two linked SQEs and ~2.5 context switches;
  *    1 MiB is even (~200 us) only with 1 MiB pipes (pipe-user-pages-soft
  *    allows 64 of them), and 650 us and 32 SQEs with the default 64 KiB.
- *    Like the reactor, a page-cache miss blocks the loop (async file reads
- *    are a later issue).
+ *    Like the reactor, a page-cache miss blocks the loop: vx_file_read
+ *    below reads off it, which vx_http uses for large bodies.
  *  - Accepting: one multishot accept per listener. Foreign fds: one-shot
  *    poll re-armed after each callback, which gives the level-triggered
  *    semantics vx_io promises (a multishot poll reports wake-ups, not state).
@@ -45,6 +45,13 @@
  * user_data = handle pointer | K_* kind in the low 3 bits (handles come from
  * the allocator, aligned to at least 8). 0 marks CQEs nobody waits for (the
  * results of cancels).
+ *
+ * File reads (vx_file_read): an IORING_OP_READ on the plain fd, its
+ * vx__fread as user_data (kind K_FREAD); the kernel completes it inline when
+ * it can (page cache, O_DIRECT with NOWAIT) and in an io-wq thread when it
+ * would block, never on the loop's thread. A read cannot be called back from
+ * the disk, so fini waits for every one still in flight before the memory it
+ * writes into can be freed.
  *
  * Per-handle engine state lives in vx__handle.events (US_* bits: the reactor's
  * interest field, unused with this engine) and vx__handle.slot (index of the
@@ -108,7 +115,8 @@
  * above it use the plain path. */
 #define MAX_FIXED (1u << 16)
 
-enum { K_NONE, K_RECV, K_SEND, K_CONNECT, K_ACCEPT, K_POLL, K_WPOLL, K_FILES };
+/* K_FREAD's pointer is a vx__fread, not a handle (vx_file_read). */
+enum { K_FREAD, K_RECV, K_SEND, K_CONNECT, K_ACCEPT, K_POLL, K_WPOLL, K_FILES };
 
 /* Engine state bits in vx__handle.events. */
 enum {
@@ -168,6 +176,7 @@ typedef struct uring {
     int nfixed;          /* size of the sparse file table (0: none) */
     int no_file;         /* -1: what a slot is cleared with (read by the kernel) */
     uint32_t closing;    /* handles in close whose fd is not closed yet */
+    uint32_t freads;     /* file reads in flight */
     uint64_t enobufs;    /* recvs that found the buffer ring empty */
     /* Batched waits (see uring_wait): completions to wait for beyond the
      * sends submitted in the same enter, and how long (0: off). */
@@ -824,12 +833,31 @@ static void on_poll(uring *u, vx_io *io, int res) {
         poll_sync(u, h); /* one-shot: re-arm, which also reports a level still high */
 }
 
+/* ------------------------------------------------------------ file reads */
+
+static int uring_file_read(vx__fread *fr) {
+    uring *u = U(fr->loop);
+    struct io_uring_sqe *sqe = get_sqe(u);
+    if (!sqe)
+        return -EAGAIN;
+    /* The length is 32 bits in the SQE; pread(2) itself stops at 0x7ffff000. */
+    io_uring_prep_read(sqe, fr->fd, fr->buf, (unsigned)VX__MIN(fr->len, 0x7ffff000u), fr->off);
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)fr | K_FREAD);
+    u->freads++;
+    return 0;
+}
+
 /* ------------------------------------------------------------ dispatch */
 
 static void dispatch(uring *u, const struct io_uring_cqe *cqe) {
     vx__handle *h = (vx__handle *)(uintptr_t)(cqe->user_data & ~(uint64_t)7);
     if (!h)
         return;
+    if ((cqe->user_data & 7) == K_FREAD) {
+        u->freads--;
+        vx__fread_done((vx__fread *)h, cqe->res);
+        return;
+    }
     switch (cqe->user_data & 7) {
     case K_RECV:
         on_recv(u, (vx_conn *)h, cqe->res, cqe->flags);
@@ -1073,13 +1101,15 @@ static uint64_t mono_ms(void) {
 }
 
 /* Every handle is closing (vx_loop_free closed them): let the cancels finish
- * so each handle gets its last CQE, bounded in time; then force the rest. */
+ * so each handle gets its last CQE, and the file reads complete, bounded in
+ * time; then force the handles. A read still in flight then is left to the
+ * kernel with its memory (logged): freeing what it writes into is worse. */
 static void uring_fini(vx_loop *loop) {
     uring *u = U(loop);
     if (!u)
         return;
     uint64_t deadline = mono_ms() + FINI_DRAIN_MS;
-    while (u->closing) {
+    while (u->closing || u->freads) {
         uint64_t now = mono_ms();
         if (now >= deadline)
             break;
@@ -1091,6 +1121,10 @@ static void uring_fini(vx_loop *loop) {
     if (u->closing)
         VX__LOG_WARN("uring: %u handles still busy in the kernel at loop free; forcing",
                      u->closing);
+    if (u->freads)
+        VX__LOG_ERROR("uring: %u file reads still in flight at loop free; their buffers "
+                      "are left to the kernel",
+                      u->freads);
     for (vx__list *it = loop->handles.next; u->closing && it != &loop->handles; it = it->next) {
         vx__handle *h = VX__CONTAINER_OF(it, vx__handle, node);
         if (closing(h) && !(h->hflags & VX__HF_CLOSED)) {
@@ -1117,4 +1151,5 @@ const vx__engine vx__uring_engine = {
     .close = uring_close,
     .io = uring_io,
     .read_again = uring_read_again,
+    .file_read = uring_file_read,
 };

@@ -299,7 +299,8 @@ static int copy_fd(vx_http_req *r, int fd, off_t off, uint64_t len) {
     return -ENODATA;
 }
 
-/* The body joins the output queue as a file segment (vx_conn_sendfile),
+/* From async_file_min on, the body is read off the loop's thread
+ * (filebody.c). Otherwise it joins the output queue as a file segment (vx_conn_sendfile),
  * behind the head and whatever was pipelined before it, and leaves with
  * sendfile(2): no copy, on every backend. The response ends as soon as it is
  * queued: the connection's water marks, which count file bytes and files,
@@ -324,6 +325,8 @@ int vx_http_send_fd(vx_http_req *r, int fd, off_t off, uint64_t len) {
     }
     if (len <= FILE_COPY_MAX)
         return copy_fd(r, fd, off, len);
+    if (len >= r->h->o.async_file_min)
+        return vx__http_file_body(r, fd, (uint64_t)off, len);
     int rc = vx_conn_sendfile(r->c, fd, (uint64_t)off, len); /* takes fd */
     if (rc < 0)
         return body_lost(r, rc);

@@ -25,6 +25,8 @@ int vx_http_new(vx_http **out, const vx_http_opts *o) {
         h->o.header_timeout_ms = 10000;
     if (!h->o.idle_timeout_ms)
         h->o.idle_timeout_ms = 60000;
+    if (!h->o.async_file_min)
+        h->o.async_file_min = 4 << 20;
     int n = snprintf(h->server_line, sizeof h->server_line, "Server: %s\r\n", h->o.server_name);
     if (n < 0 || (size_t)n >= sizeof h->server_line) {
         vx__free(h);

@@ -117,6 +117,10 @@ void vx__http_error(vx_http_req *r, int status, bool close, const char *extra);
 /* server.c: the response of r ended (resume reading or close; free an
  * orphan outside callbacks). */
 void vx__http_finished(vx_http_req *r);
+/* filebody.c: send len bytes of fd from off (the head is queued, len is
+ * announced and at least async_file_min), reading them off the loop's
+ * thread; takes fd and ends r, now or when the last piece is queued. */
+int vx__http_file_body(vx_http_req *r, int fd, uint64_t off, uint64_t len);
 /* static.c: open name (relative, no "."/".." segment) for reading beneath
  * the directory root_fd, or -1 with errno. open_beneath uses openat2
  * (RESOLVE_BENEATH) and falls back to open_walk, which refuses every
