@@ -146,7 +146,7 @@ int vx__http_file_body(vx_http_req *r, int fd, uint64_t off, uint64_t len) {
         return -EINVAL;
     }
     file_body *b = vx__calloc(1, sizeof *b);
-    void *buf = NULL;
+    void *buf = NULL; /* libc's: the realloc-shaped allocator hook cannot align */
     if (!b || posix_memalign(&buf, ALIGN, BUF_SIZE) != 0) {
         vx__free(b);
         close(fd);
