@@ -388,12 +388,23 @@ static void usage(FILE *f) {
 }
 
 static void parse_args(int argc, char **argv) {
+    /* one option per line */
+    /* clang-format off */
     static const struct option longs[] = {
-        {"host", 1, 0, 'h'},           {"port", 1, 0, 'p'},           {"backend", 1, 0, 'b'},
-        {"model", 1, 0, 'm'},          {"root", 1, 0, 'r'},           {"dataset", 1, 0, 'd'},
-        {"max-body", 1, 0, 'x'},       {"header-timeout", 1, 0, 'H'}, {"idle-timeout", 1, 0, 'i'},
-        {"async-file-min", 1, 0, 'a'}, {"help", 0, 0, '?'},           {0, 0, 0, 0},
+        {"host", 1, 0, 'h'},
+        {"port", 1, 0, 'p'},
+        {"backend", 1, 0, 'b'},
+        {"model", 1, 0, 'm'},
+        {"root", 1, 0, 'r'},
+        {"dataset", 1, 0, 'd'},
+        {"max-body", 1, 0, 'x'},
+        {"header-timeout", 1, 0, 'H'},
+        {"idle-timeout", 1, 0, 'i'},
+        {"async-file-min", 1, 0, 'a'},
+        {"help", 0, 0, '?'},
+        {0, 0, 0, 0},
     };
+    /* clang-format on */
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (ch) {

@@ -62,8 +62,10 @@ int vx_file_read(vx_loop *loop, int fd, void *buf, size_t len, uint64_t off, vx_
         return -ENOMEM;
     *fr = (vx__fread){
         .loop = loop, .fd = fd, .buf = buf, .len = len, .off = off, .cb = cb, .arg = arg};
-    int rc = loop->engine->file_read ? loop->engine->file_read(fr) : file_pool(loop);
-    if (rc == 0 && !loop->engine->file_read)
+    int rc;
+    if (loop->engine->file_read)
+        rc = loop->engine->file_read(fr);
+    else if ((rc = file_pool(loop)) == 0)
         rc = vx_work(loop, pread_job, pread_done, fr);
     if (rc < 0)
         vx__free(fr);

@@ -300,9 +300,9 @@ static int copy_fd(vx_http_req *r, int fd, off_t off, uint64_t len) {
 }
 
 /* From async_file_min on, the body is read off the loop's thread
- * (filebody.c). Otherwise it joins the output queue as a file segment (vx_conn_sendfile),
- * behind the head and whatever was pipelined before it, and leaves with
- * sendfile(2): no copy, on every backend. The response ends as soon as it is
+ * (filebody.c). Below, it joins the output queue as a file segment
+ * (vx_conn_sendfile), behind the head and whatever was pipelined before it,
+ * and leaves with sendfile(2): no copy, on every backend. The response ends as soon as it is
  * queued: the connection's water marks, which count file bytes and files,
  * pace it from there (a drain callback could never be waited for here:
  * nothing arrives when the whole range was queued at once). */
