@@ -19,11 +19,16 @@ static vx_loop *loop_new(void) {
     return loop;
 }
 
-/* A temporary file of len random bytes (unlinked; its path in path[32]). */
+/* A temporary file of len random bytes, its bytes in *data; unlinked at once
+ * unless the caller wants its path (path[32]: the caller unlinks it). */
 static int temp_file(size_t len, uint64_t seed, unsigned char **data, char *path) {
-    strcpy(path, "/tmp/vx-fread-XXXXXX");
-    int fd = mkstemp(path);
+    char own[32];
+    char *p = path ? path : own;
+    strcpy(p, "/tmp/vx-fread-XXXXXX");
+    int fd = mkstemp(p);
     REQUIRE(fd >= 0);
+    if (!path)
+        unlink(p);
     rng r;
     rng_seed(&r, seed);
     *data = rng_alloc(&r, len);
@@ -69,9 +74,7 @@ static void run_until_done(vx_loop *loop) {
 TEST(many_reads_in_flight_byte_exact) {
     enum { N = 64, SIZE = 8 * MiB };
     unsigned char *data;
-    char path[32];
-    int fd = temp_file(SIZE, 1, &data, path);
-    unlink(path);
+    int fd = temp_file(SIZE, 1, &data, NULL);
     vx_loop *loop = loop_new();
     static rd rs[N];
     int left = N;
@@ -213,10 +216,8 @@ static void chain_next(void *arg, ssize_t n) {
 TEST(reads_chained_from_callbacks) {
     enum { SIZE = 5 * MiB + 17 };
     unsigned char *data;
-    char path[32];
     static chain c;
-    c.fd = temp_file(SIZE, 5, &data, path);
-    unlink(path);
+    c.fd = temp_file(SIZE, 5, &data, NULL);
     c.loop = loop_new();
     c.got = malloc(SIZE);
     REQUIRE(c.got);
@@ -237,9 +238,7 @@ TEST(reads_chained_from_callbacks) {
 TEST(loop_free_with_reads_queued) {
     enum { N = 200, SIZE = 2 * MiB };
     unsigned char *data;
-    char path[32];
-    int fd = temp_file(SIZE, 6, &data, path);
-    unlink(path);
+    int fd = temp_file(SIZE, 6, &data, NULL);
     vx_loop *loop = loop_new();
     static rd rs[N];
     int left = N;
