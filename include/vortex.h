@@ -289,7 +289,8 @@ typedef struct vx_listen_opts {
     const char *unix_path; /* listen on a Unix socket instead (replaces a stale one) */
     int backlog;           /* 0: 4096 */
     bool reuseport;        /* SO_REUSEPORT */
-    bool no_delay_off;     /* keep Nagle on accepted TCP connections */
+    bool no_delay_off;     /* keep Nagle on accepted TCP connections (else TCP_NODELAY is set
+                            * on the listening socket, and accepted ones inherit it) */
     bool exclusive;        /* EPOLLEXCLUSIVE: one of the loops sharing the socket wakes */
 } vx_listen_opts;
 
@@ -327,7 +328,8 @@ VX_API int vx_connect(vx_loop *loop, const vx_connect_opts *opts, vx_connect_cb 
 
 /* Listen on an already-listening socket (inherited from a master process,
  * shared by several loops). The fd is dup()ed: the caller keeps its own.
- * Of o, only backlog-independent flags are used (no_delay_off, exclusive). */
+ * Of o, only backlog-independent flags are used (no_delay_off, exclusive);
+ * when the socket lacks TCP_NODELAY, each accepted connection sets its own. */
 VX_API int vx_listen_fd(vx_loop *loop, int fd, const vx_listen_opts *o, vx_accept_cb cb, void *data,
                         vx_listener **out);
 /* A connection from a connected stream socket (made non-blocking and

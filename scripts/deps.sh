@@ -7,7 +7,7 @@ set -euo pipefail
 [ "${VX_SKIP_DEPS:-0}" = 1 ] && exit 0
 
 pkgs=(cmake pkg-config liburing-dev zlib1g-dev clang clang-format python3 curl wrk
-      netcat-openbsd valgrind strace binutils libhttp-parser-dev)
+      netcat-openbsd valgrind strace binutils libhttp-parser-dev apache2-utils)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "deps.sh: not a Debian system; make sure these are installed: build-essential ${pkgs[*]}" >&2

@@ -17,8 +17,8 @@ struct vx_listener {
     vx__handle h;
     vx_accept_cb cb;
     void *data;
-    bool nodelay;
-    bool exhausted; /* inside an fd-exhaustion episode */
+    bool nodelay_each; /* TCP_NODELAY wanted and not inherited from the socket */
+    bool exhausted;    /* inside an fd-exhaustion episode */
     uint16_t port;
     char *unix_path;
     vx__tnode retry;
@@ -45,7 +45,11 @@ static int listener_start(vx_loop *loop, vx_listener *l, int fd, const vx_listen
     }
     l->cb = cb;
     l->data = data;
-    l->nodelay = !is_unix && !(o && o->no_delay_off);
+    l->nodelay_each = !is_unix && !(o && o->no_delay_off);
+    if (l->nodelay_each) {
+        VX__COUNT_SYS(loop, OTHER);
+        l->nodelay_each = !vx__sock_nodelay(fd);
+    }
     l->port = is_unix ? 0 : vx__sock_port(fd);
     if (o && o->exclusive)
         l->h.hflags |= VX__HF_EXCLUSIVE;
@@ -79,7 +83,7 @@ int vx_listen(vx_loop *loop, const vx_listen_opts *o, vx_accept_cb cb, void *dat
         vx__free(l);
         return -ENOMEM;
     }
-    int fd = vx__sock_listen(loop, &a, o->backlog, o->reuseport);
+    int fd = vx__sock_listen(loop, &a, o->backlog, o->reuseport, !o->no_delay_off);
     if (fd < 0) {
         vx__free(l->unix_path);
         vx__free(l);
@@ -144,7 +148,7 @@ void vx__listener_accepted(vx_listener *l, int fd) {
         l->exhausted = false;
         VX__LOG_INFO("listener fd %d: accepting again", l->h.fd);
     }
-    vx_conn *c = vx__conn_new(loop, fd, l->nodelay);
+    vx_conn *c = vx__conn_new(loop, fd, l->nodelay_each);
     if (!c) {
         VX__COUNT_ERR(loop, NOMEM);
         VX__LOG_WARN("listener fd %d: out of memory for a new connection, dropped", l->h.fd);

@@ -1,6 +1,7 @@
 #include "net/sock.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -80,7 +81,7 @@ static int clear_stale_unix(vx_loop *loop, const vx__addr *a) {
     return 0;
 }
 
-int vx__sock_listen(vx_loop *loop, const vx__addr *a, int backlog, bool reuseport) {
+int vx__sock_listen(vx_loop *loop, const vx__addr *a, int backlog, bool reuseport, bool nodelay) {
     bool is_unix = a->ss.ss_family == AF_UNIX;
     if (is_unix) {
         int rc = clear_stale_unix(loop, a);
@@ -95,6 +96,10 @@ int vx__sock_listen(vx_loop *loop, const vx__addr *a, int backlog, bool reusepor
         err = -errno;
     if (!err && reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
         err = -errno;
+    /* Not after listen(): connections already in the backlog would lack it. */
+    if (!err && nodelay && !is_unix &&
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
+        err = -errno;
     if (!err && bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0)
         err = -errno;
     if (!err && listen(fd, backlog > 0 ? backlog : 4096) < 0)
@@ -105,6 +110,12 @@ int vx__sock_listen(vx_loop *loop, const vx__addr *a, int backlog, bool reusepor
         return err;
     }
     return fd;
+}
+
+bool vx__sock_nodelay(int fd) {
+    int on = 0;
+    socklen_t len = sizeof on;
+    return getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &len) == 0 && on;
 }
 
 uint16_t vx__sock_port(int fd) {

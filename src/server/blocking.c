@@ -16,7 +16,6 @@
 #include "server/server.h"
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -288,15 +287,9 @@ static void shed_one(vx_server *s, blk *b) {
     b->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-static void set_nodelay(vx_server *s, int fd) {
-    if (s->o.listen.unix_path || s->o.listen.no_delay_off)
-        return;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
 /* Accept one connection and start its thread or child. Never spins: every
- * error that can repeat pauses BACKOFF_MS. false when stopping. */
+ * error that can repeat pauses BACKOFF_MS. false when stopping. TCP_NODELAY
+ * comes with the socket: vx__server_bind set it on the listener. */
 static bool accept_one(vx_server *s, blk *b, bool fork_model) {
     int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0) {
@@ -308,7 +301,6 @@ static bool accept_one(vx_server *s, blk *b, bool fork_model) {
         log_limited(b, "accept", err);
         return !pause_ms(s, BACKOFF_MS);
     }
-    set_nodelay(s, fd);
     int rc = fork_model ? spawn_child(s, b, fd) : spawn_thread(b, fd);
     if (fork_model || rc < 0)
         close(fd); /* the child has its copy; or nobody will serve it */

@@ -59,7 +59,7 @@ int vx__server_bind(const vx_server *s, bool reuseport) {
     if (rc < 0)
         return rc;
     vx_loop scratch = {0}; /* vx__sock_listen counts syscalls into a loop */
-    return vx__sock_listen(&scratch, &a, l->backlog, reuseport);
+    return vx__sock_listen(&scratch, &a, l->backlog, reuseport, !l->no_delay_off);
 }
 
 int vx_server_new(vx_server **out, const vx_server_opts *o) {

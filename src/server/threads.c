@@ -151,7 +151,6 @@ static void publish_load(tloop *l) {
 static void drain_ring(void *arg) {
     tloop *l = arg;
     const vx_server *s = l->t->s;
-    bool nodelay = !s->o.listen.unix_path && !s->o.listen.no_delay_off;
     /* Cleared before the ring is read: a push we miss posts again (the
      * acceptor stores tail, then exchanges posted; both seq_cst). */
     atomic_store(&l->posted, false);
@@ -159,7 +158,8 @@ static void drain_ring(void *arg) {
     while (ring_pop(l->ring, &fd)) {
         vx_conn *c;
         atomic_fetch_add_explicit(&l->adopted, 1, memory_order_relaxed);
-        if (vx_conn_adopt(l->loop, fd, nodelay, &c) == 0)
+        /* false: TCP_NODELAY came with the socket (vx__server_bind) */
+        if (vx_conn_adopt(l->loop, fd, false, &c) == 0)
             s->o.on_accept(NULL, c, s->o.data);
         else
             VX__LOG_WARN("handoff: loop %d cannot take a connection: out of memory", l->index);

@@ -7,7 +7,9 @@
  * tests are labelled "threads" for TSan. */
 #include "harness.h"
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -26,10 +28,19 @@ typedef struct msrv {
     atomic_int lists;  /* ... with a listener */
     atomic_uint inits; /* bit i: on_loop ran for loop i */
     atomic_int bad_init;
+    atomic_int delayed; /* accepted connections without TCP_NODELAY */
 } msrv;
+
+static bool has_nodelay(const vx_conn *c) {
+    int on = 0;
+    socklen_t len = sizeof on;
+    return getsockopt(vx_conn_fd(c), IPPROTO_TCP, TCP_NODELAY, &on, &len) == 0 && on;
+}
 
 static void on_accept(vx_listener *l, vx_conn *c, void *data) {
     msrv *m = data;
+    if (!has_nodelay(c))
+        atomic_fetch_add(&m->delayed, 1);
     atomic_fetch_add(l ? &m->lists : &m->nulls, 1);
     atomic_fetch_add(&m->es.accepted, 1);
     atomic_fetch_add(&m->es.live, 1);
@@ -113,7 +124,8 @@ static void echo_clients(uint16_t port, uint64_t seed) {
     CHECK_EQ_INT(bad, 0);
 }
 
-/* Accepts of every loop (fresh counters from the running loops). */
+/* Accepts of every loop (fresh counters from the running loops). No loop
+ * made a setsockopt: TCP_NODELAY came with the listening socket. */
 static int spread(msrv *m, uint64_t *acc, int max) {
     int n = vx_server_count(m->s);
     REQUIRE(n >= 1 && n <= max);
@@ -123,6 +135,7 @@ static int spread(msrv *m, uint64_t *acc, int max) {
         vx_stats st;
         REQUIRE_OK(vx_server_stats(m->s, i, &st));
         acc[i] = st.accepts;
+        CHECK_EQ_INT(st.syscalls[VX_SYS_SETSOCKOPT], 0);
         used += snprintf(line + used, sizeof line - (size_t)used, " loop%d=%llu", i,
                          (unsigned long long)st.accepts);
     }
@@ -167,6 +180,7 @@ static void run_model(const char *model, bool least_loaded, int want_loops, bool
     CHECK_EQ_INT(atomic_load(handoff ? &m->lists : &m->nulls), 0);
     CHECK_EQ_INT(atomic_load(&m->inits), (1u << want_loops) - 1);
     CHECK_EQ_INT(atomic_load(&m->bad_init), 0);
+    CHECK_EQ_INT(atomic_load(&m->delayed), 0);
     CHECK_EQ_INT(stop(m), 0);
     free(m);
 }
@@ -365,9 +379,12 @@ TEST(loop_init_fails) {
 /* vx_listen_fd on a socket bound elsewhere, and vx_conn_adopt. */
 static vx_listener *adopted_l;
 static int adopted_fd = -1;
+static atomic_int adopted_delayed; /* connections accepted without TCP_NODELAY */
 
 static void adopt_accept(vx_listener *l, vx_conn *c, void *data) {
     (void)l;
+    if (!has_nodelay(c))
+        atomic_fetch_add(&adopted_delayed, 1);
     vx_conn_start(c, &echo_cbs, data);
 }
 
@@ -375,6 +392,34 @@ static int adopt_setup(vx_loop *loop, void *arg) {
     int rc = vx_listen_fd(loop, adopted_fd, &(vx_listen_opts){.exclusive = true}, adopt_accept, arg,
                           &adopted_l);
     return rc;
+}
+
+/* Echo once through a listener on adopted_fd (at port); every connection
+ * must have TCP_NODELAY, with setsockopts the loop's own calls for it. */
+static void echo_adopted(echo_server *es, uint16_t port, uint64_t setsockopts) {
+    server srv;
+    REQUIRE_OK(server_start(&srv, adopt_setup, es));
+    CHECK_EQ_INT(vx_listener_port(adopted_l), port);
+    CHECK(vx_listener_fd(adopted_l) != adopted_fd);
+    int fd = tcp_connect("127.0.0.1", port, 2000);
+    REQUIRE(fd >= 0);
+    rng r;
+    rng_seed(&r, 3);
+    unsigned char payload[1000];
+    rng_fill(&r, payload, sizeof payload);
+    CHECK_EQ_INT(echo_roundtrip(fd, payload, sizeof payload, &r, 5000), 0);
+    close(fd);
+    vx_stats st;
+    server_stats(&srv, &st);
+    CHECK_EQ_INT(st.syscalls[VX_SYS_SETSOCKOPT], setsockopts);
+    CHECK_EQ_INT(atomic_load(&adopted_delayed), 0);
+    CHECK_EQ_INT(server_stop(&srv), 0);
+    /* Our fd is still ours and still listening. */
+    int on = 0;
+    socklen_t ol = sizeof on;
+    CHECK_EQ_INT(getsockopt(adopted_fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &ol), 0);
+    CHECK_EQ_INT(on, 1);
+    close(adopted_fd);
 }
 
 TEST(listen_fd_and_adopt) {
@@ -388,26 +433,16 @@ TEST(listen_fd_and_adopt) {
     vx_listener_close(orig);
     vx_loop_free(tmp); /* the dup keeps the socket listening */
     REQUIRE(adopted_fd >= 0);
+    echo_adopted(&es, port, 0); /* vx_listen set TCP_NODELAY on the socket */
 
-    server srv;
-    REQUIRE_OK(server_start(&srv, adopt_setup, &es));
-    CHECK_EQ_INT(vx_listener_port(adopted_l), port);
-    CHECK(vx_listener_fd(adopted_l) != adopted_fd);
-    int fd = tcp_connect("127.0.0.1", port, 2000);
-    REQUIRE(fd >= 0);
-    rng r;
-    rng_seed(&r, 3);
-    unsigned char payload[1000];
-    rng_fill(&r, payload, sizeof payload);
-    CHECK_EQ_INT(echo_roundtrip(fd, payload, sizeof payload, &r, 5000), 0);
-    close(fd);
-    CHECK_EQ_INT(server_stop(&srv), 0);
-    /* Our fd is still ours and still listening. */
-    int on = 0;
-    socklen_t ol = sizeof on;
-    CHECK_EQ_INT(getsockopt(adopted_fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &ol), 0);
-    CHECK_EQ_INT(on, 1);
-    close(adopted_fd);
+    /* A socket listening without it: each connection sets its own. */
+    adopted_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(adopted_fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    REQUIRE(bind(adopted_fd, (struct sockaddr *)&sa, sl) == 0 && listen(adopted_fd, 16) == 0);
+    REQUIRE(getsockname(adopted_fd, (struct sockaddr *)&sa, &sl) == 0);
+    echo_adopted(&es, ntohs(sa.sin_port), 1);
 
     /* Not a listening socket. */
     int sp[2];
