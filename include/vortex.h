@@ -557,10 +557,10 @@ typedef struct vx_http_opts {
     size_t max_body;            /* buffered request bodies; 0: 1 MiB (413 past it) */
     uint64_t header_timeout_ms; /* a request head must be complete in; 0: 10000 (408) */
     uint64_t idle_timeout_ms;   /* keep-alive connection without traffic; 0: 60000 */
-    /* File bodies (vx_http_send_fd) this long or longer are read off the
-     * loop's thread with O_DIRECT (vx_file_read) instead of sent with
-     * sendfile(2), which blocks the loop on a page-cache miss; 0: 4 MiB,
-     * UINT64_MAX: never. */
+    /* File bodies (vx_http_send_fd) this long or longer, unless all in the
+     * page cache (cachestat(2)), are read off the loop's thread with
+     * O_DIRECT (vx_file_read) instead of sent with sendfile(2), which blocks
+     * the loop on a page-cache miss; 0: 4 MiB, UINT64_MAX: never. */
     uint64_t async_file_min;
 } vx_http_opts;
 
@@ -647,8 +647,9 @@ VX_API void vx_http_on_drain(vx_http_req *r, vx_http_handler fn, void *data);
 VX_API void vx_http_on_abort(vx_http_req *r, vx_http_handler fn, void *data);
 /* After vx_http_begin(length = len): the rest of the body is len bytes of
  * the regular file fd from off — up to 16 KiB read in behind the head at
- * once, from async_file_min on read in pieces off the loop's thread (the
- * response ends when the last piece is queued), otherwise queued for
+ * once, from async_file_min on (unless all in the page cache) read in
+ * pieces off the loop's thread (the response ends when the last piece is
+ * queued), otherwise queued for
  * sendfile(2) (vx_conn_sendfile) and the response ends here. fd becomes the
  * server's (closed when sent, also on failure). 0, -EINVAL (chunked, or more
  * than announced), -ENODATA (the file ended first: what it had is sent, then

@@ -1,5 +1,6 @@
 /* Large file bodies, read off the loop's thread (vx_http_send_fd from
- * async_file_min bytes on).
+ * async_file_min bytes on, when not all of the range is in the page cache:
+ * vx__http_file_cached, below, lets a cached one keep sendfile).
  *
  * sendfile(2) reads the page cache on the loop's thread, so a page that is
  * not there stops every connection of the loop until the disk answers. Here
@@ -28,7 +29,12 @@
 #include "http/server.h"
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#ifndef SYS_cachestat
+#define SYS_cachestat 451 /* Linux 6.5, the same number on every architecture */
+#endif
 
 #define BUF_SIZE (256u * 1024) /* one read; a multiple of ALIGN */
 #define ALIGN 4096u
@@ -128,6 +134,30 @@ static void on_read(void *arg, ssize_t n) {
                         n < 0 ? (int)n : -ENODATA);
     }
     pump(b->r, b);
+}
+
+/* cachestat(2)'s arguments (linux/mman.h, newer than Debian 12's headers). */
+struct cs_range {
+    uint64_t off, len;
+};
+struct cs_stat {
+    uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+};
+
+bool vx__http_file_cached(int fd, uint64_t off, uint64_t len) {
+    static atomic_bool missing; /* ENOSYS once: the kernel predates it */
+    if (len == 0 || atomic_load_explicit(&missing, memory_order_relaxed))
+        return false;
+    struct cs_range range = {off, len};
+    struct cs_stat st;
+    if (syscall(SYS_cachestat, fd, &range, &st, 0) < 0) {
+        if (errno == ENOSYS)
+            atomic_store_explicit(&missing, true, memory_order_relaxed);
+        return false; /* e.g. EOPNOTSUPP (hugetlbfs): read it off the loop */
+    }
+    uint64_t page = (uint64_t)getpagesize();
+    uint64_t pages = (off + len - 1) / page - off / page + 1;
+    return st.nr_cache >= pages;
 }
 
 /* O_DIRECT if the file system takes it; never O_NONBLOCK, with which io_uring

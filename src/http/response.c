@@ -300,12 +300,15 @@ static int copy_fd(vx_http_req *r, int fd, off_t off, uint64_t len) {
 }
 
 /* From async_file_min on, the body is read off the loop's thread
- * (filebody.c). Below, it joins the output queue as a file segment
- * (vx_conn_sendfile), behind the head and whatever was pipelined before it,
- * and leaves with sendfile(2): no copy, on every backend. The response ends as soon as it is
- * queued: the connection's water marks, which count file bytes and files,
- * pace it from there (a drain callback could never be waited for here:
- * nothing arrives when the whole range was queued at once). */
+ * (filebody.c) unless the whole range is in the page cache: then sendfile
+ * cannot block on the disk, and it copies nothing. Otherwise the body joins
+ * the output queue as a file segment (vx_conn_sendfile), behind the head and
+ * whatever was pipelined before it, and leaves with sendfile(2) on every
+ * backend. The response ends as soon as it is queued: the connection's water
+ * marks, which count file bytes and files, pace it from there (a drain
+ * callback could never be waited for here: nothing arrives when the whole
+ * range was queued at once). A page evicted between the check and the send
+ * costs the loop one disk read, as below the threshold. */
 int vx_http_send_fd(vx_http_req *r, int fd, off_t off, uint64_t len) {
     if (!r->started || r->ended || off < 0) {
         close(fd);
@@ -325,7 +328,7 @@ int vx_http_send_fd(vx_http_req *r, int fd, off_t off, uint64_t len) {
     }
     if (len <= FILE_COPY_MAX)
         return copy_fd(r, fd, off, len);
-    if (len >= r->h->o.async_file_min)
+    if (len >= r->h->o.async_file_min && !vx__http_file_cached(fd, (uint64_t)off, len))
         return vx__http_file_body(r, fd, (uint64_t)off, len);
     int rc = vx_conn_sendfile(r->c, fd, (uint64_t)off, len); /* takes fd */
     if (rc < 0)

@@ -121,6 +121,9 @@ void vx__http_finished(vx_http_req *r);
  * announced and at least async_file_min), reading them off the loop's
  * thread; takes fd and ends r, now or when the last piece is queued. */
 int vx__http_file_body(vx_http_req *r, int fd, uint64_t off, uint64_t len);
+/* filebody.c: whether every page of the range is in the page cache
+ * (cachestat(2), Linux 6.5; false when the kernel cannot say). */
+bool vx__http_file_cached(int fd, uint64_t off, uint64_t len);
 /* static.c: open name (relative, no "."/".." segment) for reading beneath
  * the directory root_fd, or -1 with errno. open_beneath uses openat2
  * (RESOLVE_BENEATH) and falls back to open_walk, which refuses every

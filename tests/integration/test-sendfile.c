@@ -12,7 +12,10 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define KiB 1024u
@@ -468,6 +471,7 @@ typedef struct hsrv {
     int root_fd;         /* root, opened once (O_PATH) */
     atomic_int max_fds;  /* most fds open seen by the static handler */
     atomic_int short_rc; /* what vx_http_send_fd returned in h_short */
+    bool cold;           /* www_file leaves its files out of the page cache */
 } hsrv;
 
 static void h_static(vx_http_req *r, void *d) {
@@ -507,9 +511,10 @@ static int h_setup(vx_loop *loop, void *arg) {
     return rc;
 }
 
-static void hsrv_start_with(hsrv *s, const vx_http_opts *o) {
+/* The root is a new directory in base. */
+static void hsrv_start_in(hsrv *s, const char *base, const vx_http_opts *o) {
     memset(s, 0, sizeof *s);
-    snprintf(s->root, sizeof s->root, "/tmp/vx-sendfile-www-XXXXXX");
+    snprintf(s->root, sizeof s->root, "%s/vx-sendfile-www-XXXXXX", base);
     REQUIRE(mkdtemp(s->root));
     s->root_fd = open(s->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     REQUIRE(s->root_fd >= 0);
@@ -523,13 +528,32 @@ static void hsrv_start_with(hsrv *s, const vx_http_opts *o) {
 }
 
 /* Every file body above 16 KiB with sendfile. */
+static void hsrv_start_with(hsrv *s, const vx_http_opts *o) { hsrv_start_in(s, "/tmp", o); }
+
 static void hsrv_start(hsrv *s) {
     hsrv_start_with(s, &(vx_http_opts){.async_file_min = UINT64_MAX});
 }
 
-/* File bodies from 64 KiB on read off the loop's thread (filebody.c). */
+/* File bodies from 64 KiB on read off the loop's thread (filebody.c), so
+ * far as they are not all in the page cache: www_file leaves them out. */
 static void hsrv_start_async(hsrv *s) {
     hsrv_start_with(s, &(vx_http_opts){.async_file_min = 64 * KiB});
+    s->cold = true;
+}
+
+/* Pages of fd in the page cache (cachestat(2)), or -1. */
+static int64_t cached_pages(int fd) {
+    struct {
+        uint64_t off, len;
+    } range = {0, 0}; /* the whole file */
+    uint64_t cs[5];   /* nr_cache first */
+    return syscall(451 /* SYS_cachestat */, fd, &range, cs, 0) < 0 ? -1 : (int64_t)cs[0];
+}
+
+/* Drop the page cache of fd (clean pages only: written back first). */
+static void uncache(int fd) {
+    REQUIRE(fdatasync(fd) == 0);
+    REQUIRE(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
 }
 
 static unsigned char *www_file(hsrv *s, const char *name, uint64_t seed, size_t len) {
@@ -541,6 +565,11 @@ static unsigned char *www_file(hsrv *s, const char *name, uint64_t seed, size_t 
     rng_seed(&r, seed);
     unsigned char *data = rng_alloc(&r, len);
     REQUIRE(write_all(fd, data, len, 10000) == (ssize_t)len);
+    if (s->cold) {
+        uncache(fd);
+        if (cached_pages(fd) == (int64_t)((len + 4095) / 4096) && len)
+            SKIP("the page cache of %s stays (tmpfs?): large bodies go by sendfile", path);
+    }
     close(fd);
     return data;
 }
@@ -799,6 +828,46 @@ TEST(http_async_file_client_resets_no_leak) {
     hsrv_stop(&s, names, 2);
     free(big);
     free(mid);
+}
+
+/* A body past async_file_min whose pages are all in the page cache goes out
+ * with sendfile, which cannot block then and copies nothing. The file lives
+ * on tmpfs, the one place a shared host cannot evict it from under the test;
+ * out of the cache, the same bodies are read off the loop's thread
+ * (http_async_file_pipelined_ranges: no sendfile at all). */
+TEST(http_async_file_cached_goes_by_sendfile) {
+    struct statfs sf;
+    if (statfs("/dev/shm", &sf) < 0 || sf.f_type != TMPFS_MAGIC)
+        SKIP("no tmpfs at /dev/shm");
+    static hsrv s;
+    hsrv_start_in(&s, "/dev/shm", &(vx_http_opts){.async_file_min = 64 * KiB});
+    enum { SIZE = 2 * MiB + 5 };
+    unsigned char *big = www_file(&s, "big.bin", 46, SIZE);
+    char path[128];
+    snprintf(path, sizeof path, "%s/big.bin", s.root);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    if (cached_pages(fd) < 0)
+        SKIP("no cachestat(2) before Linux 6.5: every large body is read off the loop");
+    static rd r;
+    r.fd = tcp_connect("127.0.0.1", s.port, 2000);
+    REQUIRE(r.fd >= 0);
+    const char *reqs = GET("/static/big.bin") "GET /static/big.bin HTTP/1.1\r\nHost: t\r\n"
+                                              "Range: bytes=100000-\r\n\r\n";
+    REQUIRE(write_all(r.fd, reqs, strlen(reqs), 2000) == (ssize_t)strlen(reqs));
+    expect_resp(&r, 200, big, SIZE, false);
+    expect_resp(&r, 206, big + 100000, SIZE - 100000, false);
+    vx_stats st;
+    server_stats(&s.srv, &st);
+    harness_log("file_reads=%llu sendfile=%llu", (unsigned long long)st.file_reads,
+                (unsigned long long)st.syscalls[VX_SYS_SENDFILE]);
+    CHECK_EQ_INT(st.file_reads, 0);
+    CHECK(st.syscalls[VX_SYS_SENDFILE] >= 2);
+    close(fd);
+    close(r.fd);
+    const char *names[] = {"big.bin"};
+    hsrv_stop(&s, names, 1);
+    free(big);
 }
 
 /* 64 pipelined requests for a 20 KiB file in one write (above the size that
