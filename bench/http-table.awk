@@ -1,10 +1,11 @@
 # http-table.awk: raw.txt of bench/http.sh -> markdown tables (medians, min-max).
 #   awk -f bench/stats.awk -f bench/http-table.awk bench/results/http-<stamp>/raw.txt
 # Input: "run key=value ..." lines (one per measured run) and "fail ..." lines.
-# "vs raw-epoll" = median req per server core-second of the row / raw-epoll's
-# median in the same test; in brackets the min-max of the per-round ratios
-# (each run divided by the raw-epoll run of the same round and test). The
-# same for nginx.
+# "vs raw-epoll" = the median of the per-round ratios (each run's req per
+# server core-second divided by that of the raw-epoll run of the same round
+# and test: a paired figure, which the host's drift between rounds moves
+# less than a ratio of medians), min-max in brackets; the ratio of the two
+# medians where no round has both. The same for nginx.
 
 # "median [min–max]" with printf format fmt; "-" when there is nothing
 function mmm(key, fmt) {
@@ -21,14 +22,13 @@ function clean(s) { gsub(/_/, " ", s); gsub(/\|/, "/", s); return s }  # a reaso
 # not held
 function behind(g) { return unsent[g] > 0.01 * sent[g] }
 
-# ratio of the per-core medians of group g (test, server) to server ref
-function ratio(g, ref,   t, r, key) {
+# per-core of group g (test, server) against server ref, as above
+function ratio(g, ref,   t, key) {
+    key = g SUBSEP "ratio_" ref
+    if (N[key]) return mmm(key, "%.2f")
     t = substr(g, 1, index(g, SUBSEP) - 1)
     if (!N[g, "core"] || !N[t SUBSEP ref SUBSEP "core"]) return "-"
-    r = sprintf("%.2f", stat(g SUBSEP "core", "med") / stat(t SUBSEP ref SUBSEP "core", "med"))
-    key = g SUBSEP "ratio_" ref
-    if (N[key] > 1) r = r sprintf(" [%.2f–%.2f]", stat(key, "min"), stat(key, "max"))
-    return r
+    return sprintf("%.2f", stat(g SUBSEP "core", "med") / stat(t SUBSEP ref SUBSEP "core", "med"))
 }
 
 $1 == "run" || $1 == "fail" {
