@@ -558,9 +558,9 @@ typedef struct vx_http_opts {
     uint64_t header_timeout_ms; /* a request head must be complete in; 0: 10000 (408) */
     uint64_t idle_timeout_ms;   /* keep-alive connection without traffic; 0: 60000 */
     /* File bodies (vx_http_send_fd) this long or longer, unless all in the
-     * page cache (cachestat(2)), are read off the loop's thread with
-     * O_DIRECT (vx_file_read) instead of sent with sendfile(2), which blocks
-     * the loop on a page-cache miss; 0: 4 MiB, UINT64_MAX: never. */
+     * page cache (cachestat(2), asked up to 64 MiB), are read off the loop's
+     * thread with O_DIRECT (vx_file_read) instead of sent with sendfile(2),
+     * which blocks the loop on a page-cache miss; 0: 4 MiB, UINT64_MAX: never. */
     uint64_t async_file_min;
 } vx_http_opts;
 

@@ -122,7 +122,8 @@ void vx__http_finished(vx_http_req *r);
  * thread; takes fd and ends r, now or when the last piece is queued. */
 int vx__http_file_body(vx_http_req *r, int fd, uint64_t off, uint64_t len);
 /* filebody.c: whether every page of the range is in the page cache
- * (cachestat(2), Linux 6.5; false when the kernel cannot say). */
+ * (cachestat(2), Linux 6.5; false when the kernel cannot say, and for
+ * ranges over 64 MiB, which the check would take too long for). */
 bool vx__http_file_cached(int fd, uint64_t off, uint64_t len);
 /* static.c: open name (relative, no "."/".." segment) for reading beneath
  * the directory root_fd, or -1 with errno. open_beneath uses openat2
