@@ -8,11 +8,11 @@
 #include "harness.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/socket.h>
-#include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -527,9 +527,9 @@ static void hsrv_start_in(hsrv *s, const char *base, const vx_http_opts *o) {
         SKIP("server: %s", vx_err_name(rc));
 }
 
-/* Every file body above 16 KiB with sendfile. */
 static void hsrv_start_with(hsrv *s, const vx_http_opts *o) { hsrv_start_in(s, "/tmp", o); }
 
+/* Every file body above 16 KiB with sendfile. */
 static void hsrv_start(hsrv *s) {
     hsrv_start_with(s, &(vx_http_opts){.async_file_min = UINT64_MAX});
 }
@@ -833,7 +833,7 @@ TEST(http_async_file_client_resets_no_leak) {
 /* A body past async_file_min whose pages are all in the page cache goes out
  * with sendfile, which cannot block then and copies nothing; past 64 MiB the
  * cache is not asked and the body is read off the loop. The files live
- * on tmpfs, the one place a shared host cannot evict it from under the test;
+ * on tmpfs, the one place a shared host cannot evict them from under the test;
  * out of the cache, the same bodies are read off the loop's thread
  * (http_async_file_pipelined_ranges: no sendfile at all). */
 TEST(http_async_file_cached_goes_by_sendfile) {
