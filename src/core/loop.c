@@ -140,7 +140,7 @@ static void on_wake(vx_io *io, int fd, unsigned events, void *data) {
     VX__UNUSED(events);
     vx_loop *loop = data;
     uint64_t v;
-    VX__COUNT_SYS(loop, READ);
+    VX__COUNT_SYS(loop, OTHER); /* loop machinery: READ counts the reads of data */
     ssize_t rc = read(fd, &v, sizeof v);
     VX__UNUSED(rc);
     atomic_store(&loop->wake_pending, false); /* a post after this wakes us again */

@@ -23,6 +23,7 @@ enum {
     VX__CF_CLOSING = 1 << 12,   /* vx_conn_close(): flush, then close */
     VX__CF_LINGER = 1 << 13,    /* closing: FIN sent, discarding input until the peer's */
     VX__CF_PEER_DONE = 1 << 14, /* the peer said it sends no more: close without lingering */
+    VX__CF_PROBED = 1 << 15,    /* engine-private: the first read was tried (reactor) */
 };
 
 struct vx_conn {

@@ -11,6 +11,8 @@ typedef struct vx__poller {
     /* Edge-triggered: events are reported once per change, so the reactor
      * reads and writes until EAGAIN and never changes interest per request. */
     bool edge;
+    /* fds from this one on cannot be watched (select: FD_SETSIZE); 0: no limit */
+    int max_fd;
     int (*init)(vx_loop *loop);
     void (*fini)(vx_loop *loop);
     /* Register, change or drop (events == 0) the interest of h in VX__EV_IN /

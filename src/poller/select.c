@@ -146,6 +146,7 @@ static int sel_wait(vx_loop *loop, int timeout_ms) {
 const vx__poller vx__poller_select = {
     .name = "select",
     .edge = false,
+    .max_fd = FD_SETSIZE,
     .init = sel_init,
     .fini = sel_fini,
     .update = sel_update,

@@ -360,6 +360,99 @@ TEST(client_close_skips_linger) {
     stop(&s);
 }
 
+/* ------------------------------- a new connection is read, then watched */
+
+static atomic_int hold_state; /* 1: the loop is held; 2: let it go */
+
+static void hold_loop(void *arg) {
+    (void)arg;
+    atomic_store(&hold_state, 1);
+    while (atomic_load(&hold_state) != 2)
+        sleep_ms(1);
+}
+
+static bool loop_held(void *arg) {
+    (void)arg;
+    return atomic_load(&hold_state) == 1;
+}
+
+static uint64_t sys_count(hsrv *s, int kind) {
+    vx_stats st;
+    server_stats(&s->srv, &st);
+    return st.syscalls[kind];
+}
+
+typedef struct reads_past {
+    hsrv *s;
+    uint64_t n;
+} reads_past;
+
+static bool reads_grew(void *arg) {
+    reads_past *rp = arg;
+    return sys_count(rp->s, VX_SYS_READ) > rp->n;
+}
+
+static void expect_plain(int fd, bool then_eof) {
+    resp r;
+    REQUIRE_OK(read_resp(fd, &r));
+    CHECK_EQ_INT(r.status, 200);
+    CHECK(r.body_len == 13 && !memcmp(r.body, "Hello, World!", 13));
+    if (then_eof)
+        CHECK_EQ_INT(wait_eof(fd, 2000), 0);
+}
+
+/* The reactor reads a connection once, at the end of the turn that accepted
+ * it, before it asks the poller to watch it: a request already there is
+ * served without the poller, and a connection that closes within that turn
+ * costs no epoll_ctl. Requests sent later, or on the same connection
+ * afterwards, still arrive (the fd is watched from the probe on). */
+TEST(new_conn_read_before_watched) {
+    hsrv s;
+    start(&s);
+    const char *close_req = "GET /plaintext HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    bool reactor = strcmp(vx_loop_backend(s.srv.loop), "uring") != 0;
+
+    /* Held loop: the kernel completes the handshakes and queues the bytes,
+     * so each request is there when the loop accepts. */
+    uint64_t read0 = sys_count(&s, VX_SYS_READ), ctl0 = sys_count(&s, VX_SYS_CTL);
+    atomic_store(&hold_state, 0);
+    REQUIRE_OK(vx_loop_post(s.srv.loop, hold_loop, NULL));
+    REQUIRE(wait_until(loop_held, NULL, 2000));
+    int fds[4];
+    for (int i = 0; i < 4; i++) {
+        fds[i] = conn(&s);
+        const char *req = i < 3 ? close_req : REQ("/plaintext");
+        REQUIRE(write_all(fds[i], req, strlen(req), 2000) == (ssize_t)strlen(req));
+    }
+    atomic_store(&hold_state, 2);
+    for (int i = 0; i < 3; i++) {
+        expect_plain(fds[i], true);
+        close(fds[i]);
+    }
+    expect_plain(fds[3], false);
+    if (reactor) {
+        /* one read each; only the keep-alive one is watched (epoll: one ADD) */
+        CHECK_EQ_INT(sys_count(&s, VX_SYS_READ) - read0, 4);
+        CHECK(sys_count(&s, VX_SYS_CTL) - ctl0 <= 1);
+    }
+    /* its next request comes through the poller */
+    REQUIRE(write_all(fds[3], close_req, strlen(close_req), 2000) == (ssize_t)strlen(close_req));
+    expect_plain(fds[3], true);
+    close(fds[3]);
+
+    /* A client that sends only after the loop's read found nothing. */
+    reads_past rp = {&s, sys_count(&s, VX_SYS_READ)};
+    int fd = conn(&s);
+    if (reactor)
+        REQUIRE(wait_until(reads_grew, &rp, 2000)); /* the probe: EAGAIN */
+    REQUIRE(write_all(fd, close_req, strlen(close_req), 2000) == (ssize_t)strlen(close_req));
+    expect_plain(fd, true);
+    close(fd);
+    if (reactor)
+        CHECK_EQ_INT(sys_count(&s, VX_SYS_READ) - rp.n, 2);
+    stop(&s);
+}
+
 TEST(expect_continue) {
     hsrv s;
     start(&s);
