@@ -1,9 +1,11 @@
 /* The reactor engine: performs accept, read, write and connect when a
  * readiness poller (select, poll, epoll, epoll-et) says an fd is ready.
  *
+ * A new connection is read once before the poller watches it (probe_first).
  * Level-triggered pollers: one read per readable event (fair between
  * connections, like the hand-written loops); write interest only while a
- * write is blocked. Edge-triggered: interest is registered once, reads go on
+ * write is blocked. Edge-triggered: interest is registered once, when first
+ * needed (reading, or a blocked write), reads go on
  * until a short read (the kernel raises a new edge for data that arrives
  * later) with a budget per turn, and writes wait for the next edge.
  * Output goes in queue order: memory chunks with one writev, a file segment

@@ -1,6 +1,6 @@
 /* epoll, level-triggered (the default) or edge-triggered. Handles are found
  * through data.ptr, so there is no fd table. Edge mode registers IN|OUT once
- * when a handle is added and never touches it again until it is removed: no
+ * (when the reactor first needs it) and never touches it again: no
  * epoll_ctl on the request path (connections only; listeners and foreign fds
  * stay level-triggered). Closing an fd removes it from the epoll set,
  * so forget() costs no syscall (except for listeners, see ep_forget). */
