@@ -311,10 +311,10 @@ TEST(keep_alive_rules) {
     stop(&s);
 }
 
-static uint64_t shutdowns(hsrv *s) {
+static uint64_t sys_count(hsrv *s, int kind) {
     vx_stats st;
     server_stats(&s->srv, &st);
-    return st.syscalls[VX_SYS_SHUTDOWN];
+    return st.syscalls[kind];
 }
 
 /* One connection: send `req`, read `n` whole responses (body `body` for a
@@ -340,23 +340,23 @@ static void close_exchange(hsrv *s, const char *req, int n, int status, const ch
 TEST(client_close_skips_linger) {
     hsrv s;
     start(&s);
-    uint64_t before = shutdowns(&s);
+    uint64_t before = sys_count(&s, VX_SYS_SHUTDOWN);
     const char *closing = "GET /plaintext HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
     for (int i = 0; i < 10; i++)
         close_exchange(&s, closing, 1, 200, "Hello, World!");
     close_exchange(&s, "GET /plaintext HTTP/1.0\r\n\r\n", 1, 200, "Hello, World!");
     const char *async = "GET /async HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
     close_exchange(&s, async, 1, 200, "late"); /* answered later: the same */
-    uint64_t after = shutdowns(&s);
+    uint64_t after = sys_count(&s, VX_SYS_SHUTDOWN);
     harness_log("shutdowns for 12 client closes: %llu", (unsigned long long)(after - before));
     CHECK_EQ_INT(after - before, 0);
     char both[256]; /* a request behind the closing one: linger, so the reply survives */
     snprintf(both, sizeof both, "%s%s", closing, REQ("/plaintext"));
     close_exchange(&s, both, 1, 200, "Hello, World!");
-    CHECK_EQ_INT(shutdowns(&s) - after, 1);
-    after = shutdowns(&s);
+    CHECK_EQ_INT(sys_count(&s, VX_SYS_SHUTDOWN) - after, 1);
+    after = sys_count(&s, VX_SYS_SHUTDOWN);
     close_exchange(&s, "GET /plain text HTTP/1.1\r\nConnection: close\r\n\r\n", 1, 400, NULL);
-    CHECK_EQ_INT(shutdowns(&s) - after, 1);
+    CHECK_EQ_INT(sys_count(&s, VX_SYS_SHUTDOWN) - after, 1);
     stop(&s);
 }
 
@@ -374,12 +374,6 @@ static void hold_loop(void *arg) {
 static bool loop_held(void *arg) {
     (void)arg;
     return atomic_load(&hold_state) == 1;
-}
-
-static uint64_t sys_count(hsrv *s, int kind) {
-    vx_stats st;
-    server_stats(&s->srv, &st);
-    return st.syscalls[kind];
 }
 
 typedef struct reads_past {
