@@ -317,17 +317,20 @@ static uint64_t sys_count(hsrv *s, int kind) {
     return st.syscalls[kind];
 }
 
-/* One connection: send `req`, read `n` whole responses (body `body` for a
- * 200), then the EOF. */
+/* One whole response on fd: `status`, and body `body` for a 200. */
+static void expect_body(int fd, int status, const char *body) {
+    resp r;
+    REQUIRE_OK(read_resp(fd, &r));
+    CHECK_EQ_INT(r.status, status);
+    CHECK(status != 200 || (r.body_len == strlen(body) && !memcmp(r.body, body, r.body_len)));
+}
+
+/* One connection: send `req`, read `n` whole responses, then the EOF. */
 static void close_exchange(hsrv *s, const char *req, int n, int status, const char *body) {
     int fd = conn(s);
     REQUIRE(write_all(fd, req, strlen(req), 2000) == (ssize_t)strlen(req));
-    resp r;
-    for (int i = 0; i < n; i++) {
-        REQUIRE_OK(read_resp(fd, &r));
-        CHECK_EQ_INT(r.status, status);
-        CHECK(status != 200 || (r.body_len == strlen(body) && !memcmp(r.body, body, r.body_len)));
-    }
+    for (int i = 0; i < n; i++)
+        expect_body(fd, status, body);
     CHECK_EQ_INT(wait_eof(fd, 3000), 0);
     close(fd);
 }
@@ -386,11 +389,9 @@ static bool reads_grew(void *arg) {
     return sys_count(rp->s, VX_SYS_READ) > rp->n;
 }
 
+/* The /plaintext answer on fd, then (then_eof) the server's close. */
 static void expect_plain(int fd, bool then_eof) {
-    resp r;
-    REQUIRE_OK(read_resp(fd, &r));
-    CHECK_EQ_INT(r.status, 200);
-    CHECK(r.body_len == 13 && !memcmp(r.body, "Hello, World!", 13));
+    expect_body(fd, 200, "Hello, World!");
     if (then_eof)
         CHECK_EQ_INT(wait_eof(fd, 2000), 0);
 }
