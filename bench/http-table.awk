@@ -55,6 +55,14 @@ $1 == "run" || $1 == "fail" {
     unsent[g] += val("unsent")                   # rate-R: due, never sent
     sent[g] += val("requests")
     percore[val("round"), val("test"), val("server")] = val("req_per_core_s")
+    if (val("kernel_pct") != "" && val("req_per_core_s") > 0) {   # SPLIT=1
+        ns = 1e9 / val("req_per_core_s")
+        add(g SUBSEP "ns", ns)
+        add(g SUBSEP "kpct", val("kernel_pct"))
+        add(g SUBSEP "uns", ns * (100 - val("kernel_pct")) / 100)
+        add(g SUBSEP "kns", ns * val("kernel_pct") / 100)
+        split_runs++
+    }
 }
 
 END {
@@ -91,6 +99,23 @@ END {
             med(g SUBSEP "p50", "%.2f"), med(g SUBSEP "p99", "%.2f"),
             max(g SUBSEP "foreign", "%.1f"), max(g SUBSEP "steal", "%.1f"),
             errs[g], non2xx[g], fails[g], fails[g] ? " (" clean(why[g]) ")" : ""
+    }
+    if (split_runs) {
+        print ""
+        print "### Where the server's CPU goes (SPLIT=1)"
+        print ""
+        print "| test | server | server CPU ns per request | in user space, ns | in the kernel, ns | kernel share % |"
+        print "|---|---|---:|---:|---:|---:|"
+        for (k = 1; k <= ng; k++) {
+            g = order[k]; split(g, p, SUBSEP)
+            if (!N[g, "kpct"]) continue
+            printf "| %s | %s | %s | %s | %s | %s |\n", p[1], p[2], mmm(g SUBSEP "ns", "%.0f"),
+                mmm(g SUBSEP "uns", "%.0f"), mmm(g SUBSEP "kns", "%.0f"), mmm(g SUBSEP "kpct", "%.1f")
+        }
+        print ""
+        print "ns per request = 1e9 ÷ req per server core-s of the measured run, split by the share of"
+        print "perf's cpu-clock samples of the server's threads that fell in the kernel, taken in a"
+        print "second run of the same load right after it."
     }
     for (k = 1; k <= ng; k++) {
         g = order[k]

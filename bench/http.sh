@@ -18,6 +18,8 @@
 #     upload profiles)
 #   DURATION=5 (measured s)  WARMUP=1 (s)  CONNS=64  PIPE_CONNS=256
 #   SERVER_CPU=0  CLIENT_CPU=1  PORT_BASE=29300
+#   SPLIT=0 (1: after each measured run, one more under perf record, for the
+#     share of the server's CPU spent in the kernel: the "where it goes" table)
 #   PEERS_DIR=../shared/bench (relative to the repository)  PEERS_BUILD=$PEERS_DIR/build
 # Writes bench/results/http-<UTC stamp>/{env.txt,raw.txt,summary.md}; prints
 # summary.md on stdout, progress on stderr.
@@ -38,6 +40,7 @@ PIPE_CONNS=${PIPE_CONNS:-256}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PORT_BASE=${PORT_BASE:-29300}
+SPLIT=${SPLIT:-0}
 PEERS_DIR=${PEERS_DIR:-../shared/bench}
 VX_HTTP=${VX_HTTP:-build/bin/vx-http}
 VX_LOAD=${VX_LOAD:-build/bin/vx-load}
@@ -343,6 +346,27 @@ account() {
     }'
 }
 
+# kernel_share TEST CONNS DEPTH PORT URL -> "kernel_pct=K samples=N": one
+# more run of the load while perf samples the server tree's threads on a
+# timer (cpu-clock, 999 Hz: no PMU needed; a server asleep is not sampled),
+# and the share of those samples in the kernel (system calls, the TCP/IP
+# stack, softirqs run on its CPU). A run of its own: perf's overhead stays
+# out of the measured run, whose CPU time the share is then applied to.
+kernel_share() {
+    local pids rc=0
+    pids=$(tree_pids "$SRV_PID" | tr ' ' ,)
+    perf record -q -e cpu-clock -F 999 -p "$pids" -o "$TMP/perf.data" -- sleep "$DURATION" \
+        > /dev/null 2> "$TMP/perf.err" &
+    local perf_pid=$!
+    client_run "$1" "$2" "$3" "$DURATION" "$4" "$5" || true
+    wait "$perf_pid" || rc=$?
+    [ $rc -eq 0 ] || { echo "kernel_pct= samples=0"; return 0; }
+    perf report -i "$TMP/perf.data" --sort dso --stdio -q -n 2> /dev/null | awk '
+        $1 ~ /%$/ { n = $2 + 0; all += n; if ($3 == "[kernel.kallsyms]") k += n }
+        END { if (all) printf "kernel_pct=%.1f samples=%d\n", 100 * k / all, all
+              else print "kernel_pct= samples=0" }' || true
+}
+
 # run_test ROUND SERVER TEST PORT: warm-up, then one measured wrk run.
 run_test() {
     local round=$1 label=$2 test=$3 port=$4 conns depth url tag s0 s1 c0 res line rc=0
@@ -371,6 +395,7 @@ run_test() {
         return 0
     fi
     line="run $tag port=$port wrk_rc=$rc ${res#wrk-result } $(account "$s0" "$s1" "$c0" "$CLI_CPU" "$res")"
+    if [ "$SPLIT" = 1 ]; then line+=" $(kernel_share "$test" "$conns" "$depth" "$port" "$url")"; fi
     echo "$line" >> "$RAW"
     note "$(printf '%-10s %-17s %8s req/s  cpu %5s %%  %8s req/core-s  client %5s %%  errors=%s non2xx=%s' \
         "$label" "$test" "$(kv rps "$line")" "$(kv srv_cpu_pct "$line")" \
@@ -453,7 +478,7 @@ environment() {
     echo "peers: $PEERS_DIR (binaries: $PEERS_BUILD, else $CC ${PEER_CFLAGS[*]} into $OUT); libs:" \
         "$(dpkg-query -W -f '${Package} ${Version}, ' liburing-dev libuv1-dev libevent-dev libev-dev 2>/dev/null)"
     echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo 'no commit'), $(git status --porcelain 2>/dev/null | wc -l) changed/untracked paths"
-    echo "settings: TESTS=\"$TESTS\" JSON_M=$JSON_M ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS PIPE_CONNS=$PIPE_CONNS SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU"
+    echo "settings: SPLIT=$SPLIT TESTS=\"$TESTS\" JSON_M=$JSON_M ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS PIPE_CONNS=$PIPE_CONNS SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU"
     echo "servers: $RUN_SERVERS"
     echo "not served by the peers (vx-http only): baseline11, json-N, json-comp-N, upload-N; static-N: vx-http and nginx only; short-lived: vx-http, nginx, h2o; rate-R: vx-load (epoll, CONNS connections) at R requests/s instead of wrk"
     [ -z "$SKIPPED" ] || echo "skipped: $SKIPPED"
@@ -464,6 +489,9 @@ environment() {
 # ------------------------------------------------------------------- main
 command -v wrk > /dev/null || die "wrk not installed (apt-get install wrk)"
 command -v curl > /dev/null || die "curl not installed"
+if [ "$SPLIT" = 1 ] && ! perf record -q -e cpu-clock -o /dev/null -- true > /dev/null 2>&1; then
+    die "SPLIT=1 needs perf record with the cpu-clock event (apt-get install linux-perf; as root)"
+fi
 check_tests
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/vx-http-bench.XXXXXX")
 chmod 711 "$TMP"                # h2o's worker (nobody) reaches its run dir
