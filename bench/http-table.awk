@@ -6,6 +6,8 @@
 # and test: a paired figure, which the host's drift between rounds moves
 # less than a ratio of medians), min-max in brackets; the ratio of the two
 # medians where no round has both. The same for nginx.
+# Runs with kernel_pct (SPLIT=1) add a third table: the measured run's CPU
+# per request, split into user space and kernel by that share.
 
 # "median [min–max]" with printf format fmt; "-" when there is nothing
 function mmm(key, fmt) {
@@ -115,7 +117,8 @@ END {
         print ""
         print "ns per request = 1e9 ÷ req per server core-s of the measured run, split by the share of"
         print "perf's cpu-clock samples of the server's threads that fell in the kernel, taken in a"
-        print "second run of the same load right after it."
+        print "second run of the same load right after it. Each column is a median of its own: the"
+        print "user and kernel medians need not add up to the total's."
     }
     for (k = 1; k <= ng; k++) {
         g = order[k]
