@@ -17,6 +17,7 @@ function mmm(key, fmt) {
 }
 function med(key, fmt) { return N[key] ? sprintf(fmt, stat(key, "med")) : "-" }
 function max(key, fmt) { return N[key] ? sprintf(fmt, stat(key, "max")) : "-" }
+function table(title, cols, align) { print "### " title; print ""; print cols; print align }
 function clean(s) { gsub(/_/, " ", s); gsub(/\|/, "/", s); return s }  # a reason, for a table cell
 
 # rate-R: a few requests of the last milliseconds may still wait for a
@@ -78,10 +79,8 @@ END {
                 add(p[2] SUBSEP p[3] SUBSEP "ratio_" rs[i], percore[k] / percore[rk])
         }
     }
-    print "### Throughput and cost"
-    print ""
-    print "| test | server | runs | req/s | server CPU % | req per server core-s | per-core vs raw-epoll | per-core vs nginx |"
-    print "|---|---|---:|---:|---:|---:|---:|---:|"
+    table("Throughput and cost", "| test | server | runs | req/s | server CPU % | req per server core-s | per-core vs raw-epoll | per-core vs nginx |",
+        "|---|---|---:|---:|---:|---:|---:|---:|")
     for (k = 1; k <= ng; k++) {
         g = order[k]; split(g, p, SUBSEP)
         mark = (errs[g] + non2xx[g] > 0 || fails[g] > 0 || behind(g)) ? " ⚠" : ""
@@ -90,10 +89,8 @@ END {
             mmm(g SUBSEP "core", "%.0f"), ratio(g, "raw-epoll"), ratio(g, "nginx")
     }
     print ""
-    print "### Load, latency and noise"
-    print ""
-    print "| test | server | client CPU % | server core busy % | p50 ms | p99 ms | foreign CPU % (max) | steal % (max) | errors | non-2xx | failed runs |"
-    print "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    table("Load, latency and noise", "| test | server | client CPU % | server core busy % | p50 ms | p99 ms | foreign CPU % (max) | steal % (max) | errors | non-2xx | failed runs |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for (k = 1; k <= ng; k++) {
         g = order[k]; split(g, p, SUBSEP)
         printf "| %s | %s | %s | %s | %s | %s | %s | %s | %d | %d | %d%s |\n", p[1], p[2],
@@ -104,10 +101,8 @@ END {
     }
     if (split_runs) {
         print ""
-        print "### Where the server's CPU goes (SPLIT=1)"
-        print ""
-        print "| test | server | server CPU ns per request | in user space, ns | in the kernel, ns | kernel share % |"
-        print "|---|---|---:|---:|---:|---:|"
+        table("Where the server's CPU goes (SPLIT=1)", "| test | server | server CPU ns per request | in user space, ns | in the kernel, ns | kernel share % |",
+            "|---|---|---:|---:|---:|---:|")
         for (k = 1; k <= ng; k++) {
             g = order[k]; split(g, p, SUBSEP)
             if (!N[g, "kpct"]) continue
