@@ -10,6 +10,7 @@
  * it gracefully (in-flight requests finish, idle keep-alive conns close). */
 #include "common.h"
 #include "dataset.h"
+#include "decimal.h"
 #include "vortex.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -192,8 +193,7 @@ static void h_baseline(vx_http_req *r, void *d) {
     if (__builtin_add_overflow(a, b, &sum) || __builtin_add_overflow(sum, c, &sum))
         return bad(r, "sum out of range\n"); /* a signed overflow would be undefined */
     char o[32];
-    int n = snprintf(o, sizeof o, "%lld", sum);
-    vx_http_respond(r, 200, PLAIN, o, (size_t)n);
+    vx_http_respond(r, 200, PLAIN, o, (size_t)(dec_i64(o, sum) - o));
 }
 
 static bool accepts_gzip(vx_http_req *r) {
@@ -239,17 +239,28 @@ static void h_json_count(vx_http_req *r, void *d) {
         if (i)
             ob_put(&out, ",", 1);
         ob_put(&out, ds.items[i].json, ds.items[i].len);
-        /* %.2f of a finite double fits (DBL_MAX has 309 digits); JSON has
-         * no inf or nan, which a --dataset with huge prices could give. */
+        /* printf where dec_cents cannot promise its digits. %.2f of a
+         * finite double fits (DBL_MAX has 309 digits); JSON has no inf or
+         * nan, which a --dataset with huge prices could give. */
         char t[352];
+        memcpy(t, ",\"total\":", 9);
         double total = ds.items[i].price * ds.items[i].quantity * (double)m;
-        int n = isfinite(total) ? snprintf(t, sizeof t, ",\"total\":%.2f}", total)
+        char *e = dec_cents(t + 9, total);
+        int n;
+        if (e) {
+            *e++ = '}';
+            n = (int)(e - t);
+        } else {
+            n = isfinite(total) ? snprintf(t, sizeof t, ",\"total\":%.2f}", total)
                                 : snprintf(t, sizeof t, ",\"total\":null}");
+        }
         ob_put(&out, t, (size_t)n);
     }
     char t[32];
-    int n = snprintf(t, sizeof t, "],\"count\":%lld}", count);
-    ob_put(&out, t, (size_t)n);
+    memcpy(t, "],\"count\":", 10);
+    char *e = dec_i64(t + 10, count);
+    *e++ = '}';
+    ob_put(&out, t, (size_t)(e - t));
     if (accepts_gzip(r) && gzip_out(out.p, out.len) == 0)
         vx_http_respond(r, 200, JSON "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n", zout.p,
                         zout.len);
@@ -264,8 +275,7 @@ static void b_upload(vx_http_req *r, const char *p, size_t n, void *d) {
 static void h_upload(vx_http_req *r, void *d) {
     (void)d;
     char o[32];
-    int n = snprintf(o, sizeof o, "%llu", (unsigned long long)vx_http_req_body_received(r));
-    vx_http_respond(r, 200, PLAIN, o, (size_t)n);
+    vx_http_respond(r, 200, PLAIN, o, (size_t)(dec_u64(o, vx_http_req_body_received(r)) - o));
 }
 
 static void h_static(vx_http_req *r, void *d) {

@@ -51,14 +51,20 @@ get '/baseline11?a=-7&b=3' 200 -4
 get '/baseline11?a=9223372036854775807&b=1' 400 'sum out of range'
 get '/baseline11?a=1&b=0' 400 'sum out of range' -X POST --data 9223372036854775807
 get /pipeline 200 ok
-get '/json/3?m=2' 200 ''
-python3 -c "
+# totals exactly as printf's %.2f prints them (Python's % rounds the same way)
+json_totals() { # URL COUNT M
+    get "$1" 200 ''
+    python3 -c "
 import json,sys
-d=json.load(open('$tmp/b')); ds=json.load(open('$top/data/dataset.json'))
-assert d['count']==3 and len(d['items'])==3, d
+d=json.load(open('$tmp/b'), parse_float=str); ds=json.load(open('$top/data/dataset.json'))
+assert d['count']==$2 and len(d['items'])==$2, d
 for a,b in zip(d['items'],ds):
-    assert a['id']==b['id'] and abs(a['total']-b['price']*b['quantity']*2)<0.01, a
-" || fail "/json/3 content"
+    assert a['id']==b['id'] and a['total']=='%.2f' % (b['price']*b['quantity']*($3)), (a['total'], b)
+" || fail "$1 content"
+}
+json_totals '/json/3?m=2' 3 2
+json_totals '/json/50?m=-3' 50 -3
+json_totals '/json/60?m=1000003' 50 1000003
 ! grep -qi '^Content-Encoding' "$tmp/h" || fail "compressed without Accept-Encoding"
 get '/json/50?m=1' 200 '' --compressed; hdr '^Content-Encoding: gzip'; hdr '^Vary: Accept-Encoding'
 python3 -c "import json; assert json.load(open('$tmp/b'))['count']==50" || fail "gzip json"
