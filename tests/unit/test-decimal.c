@@ -6,6 +6,7 @@
 #include <float.h>
 #include <limits.h>
 #include <stdio.h>
+#include <string.h>
 
 /* the double next to v away from zero (up) or towards it, without libm */
 static double next_to(double v, bool up) {
