@@ -51,11 +51,12 @@ PEER_CFLAGS=(-O2 -g -Wall -Wextra) # the flags of $PEERS_DIR/Makefile
 ACCEPT='Accept: text/plain,text/html;q=0.9,application/xhtml+xml;q=0.9,application/xml;q=0.8,*/*;q=0.7'
 HEADERS=(-H 'Host: localhost' -H 'Connection: keep-alive' -H "$ACCEPT")
 
-SRV_PID='' CLIENT_PID='' TMP='' WRK_CONNECTION=keep-alive
+SRV_PID='' CLIENT_PID='' PERF_PID='' TMP='' WRK_CONNECTION=keep-alive KSHARE=''
 
 # Kill only what we started, by PID: wrk (under timeout) and the server tree.
 cleanup() {
     kill_tree KILL "$CLIENT_PID"
+    kill_tree KILL "$PERF_PID"
     kill_tree KILL "$SRV_PID"
     if [ -n "$TMP" ]; then rm -rf "$TMP"; fi
 }
@@ -346,25 +347,28 @@ account() {
     }'
 }
 
-# kernel_share TEST CONNS DEPTH PORT URL -> "kernel_pct=K samples=N": one
+# kernel_share TEST CONNS DEPTH PORT URL -> KSHARE="kernel_pct=K samples=N": one
 # more run of the load while perf samples the server tree's threads on a
 # timer (cpu-clock, 999 Hz: no PMU needed; a server asleep is not sampled),
 # and the share of those samples in the kernel (system calls, the TCP/IP
 # stack, softirqs run on its CPU). A run of its own: perf's overhead stays
 # out of the measured run, whose CPU time the share is then applied to.
+# Run in this shell, not in $(...), so that the trap knows wrk's and perf's PIDs.
 kernel_share() {
     local pids rc=0
+    KSHARE="kernel_pct= samples=0"
     pids=$(tree_pids "$SRV_PID" | tr ' ' ,)
     perf record -q -e cpu-clock -F 999 -p "$pids" -o "$TMP/perf.data" -- sleep "$DURATION" \
         > /dev/null 2> "$TMP/perf.err" &
-    local perf_pid=$!
+    PERF_PID=$!
     client_run "$1" "$2" "$3" "$DURATION" "$4" "$5" || true
-    wait "$perf_pid" || rc=$?
-    [ $rc -eq 0 ] || { echo "kernel_pct= samples=0"; return 0; }
-    perf report -i "$TMP/perf.data" --sort dso --stdio -q -n 2> /dev/null | awk '
+    wait "$PERF_PID" || rc=$?
+    PERF_PID=
+    [ $rc -eq 0 ] || return 0
+    KSHARE=$(perf report -i "$TMP/perf.data" --sort dso --stdio -q -n 2> /dev/null | awk '
         $1 ~ /%$/ { n = $2 + 0; all += n; if ($3 == "[kernel.kallsyms]") k += n }
         END { if (all) printf "kernel_pct=%.1f samples=%d\n", 100 * k / all, all
-              else print "kernel_pct= samples=0" }' || true
+              else print "kernel_pct= samples=0" }') || true
 }
 
 # run_test ROUND SERVER TEST PORT: warm-up, then one measured wrk run.
@@ -395,7 +399,10 @@ run_test() {
         return 0
     fi
     line="run $tag port=$port wrk_rc=$rc ${res#wrk-result } $(account "$s0" "$s1" "$c0" "$CLI_CPU" "$res")"
-    if [ "$SPLIT" = 1 ]; then line+=" $(kernel_share "$test" "$conns" "$depth" "$port" "$url")"; fi
+    if [ "$SPLIT" = 1 ]; then
+        kernel_share "$test" "$conns" "$depth" "$port" "$url"
+        line+=" $KSHARE"
+    fi
     echo "$line" >> "$RAW"
     note "$(printf '%-10s %-17s %8s req/s  cpu %5s %%  %8s req/core-s  client %5s %%  errors=%s non2xx=%s' \
         "$label" "$test" "$(kv rps "$line")" "$(kv srv_cpu_pct "$line")" \
