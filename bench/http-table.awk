@@ -84,6 +84,7 @@ END {
     for (k = 1; k <= ng; k++) {
         g = order[k]; split(g, p, SUBSEP)
         mark = (errs[g] + non2xx[g] > 0 || fails[g] > 0 || behind(g)) ? " ⚠" : ""
+        if (mark) marked = 1
         printf "| %s | %s | %d | %s%s | %s | %s | %s | %s |\n", p[1], p[2], runs[g],
             mmm(g SUBSEP "rps", "%.0f"), mark, mmm(g SUBSEP "srv", "%.0f"),
             mmm(g SUBSEP "core", "%.0f"), ratio(g, "raw-epoll"), ratio(g, "nginx")
@@ -125,8 +126,10 @@ END {
     }
     for (s in nostart) printf "\n%s did not start in %d round(s); see raw.txt.\n", s, nostart[s]
     print ""
-    print "⚠: some run of the row had socket errors, non-2xx responses or no result (second table),"
-    print "or (rate-R) over 1 % of the requests due were never sent."
+    if (marked) { # the legend only where a row carries the mark
+        print "⚠: some run of the row had socket errors, non-2xx responses or no result (second table),"
+        print "or (rate-R) over 1 % of the requests due were never sent."
+    }
     print "Medians over rounds, [min–max] in brackets; per-core = requests ÷ server CPU seconds"
     print "(for rate-R, where every server gets the same R requests/s, its inverse is the server's"
     print "CPU time per request)."
