@@ -522,12 +522,4 @@ for round in $(seq "$ROUNDS"); do
     echo "# round $round $(host_noise)" | tee -a "$RAW" >&2
     for label in $RUN_SERVERS; do run_server "$round" "$label"; done
 done
-{
-    echo "## Environment"
-    echo
-    sed 's/^/    /' "$RESDIR/env.txt"
-    echo
-    awk -f bench/stats.awk -f bench/http-table.awk "$RAW"
-} > "$RESDIR/summary.md"
-cat "$RESDIR/summary.md"
-note "raw lines: $RAW"
+write_summary awk -f bench/stats.awk -f bench/http-table.awk

@@ -125,6 +125,20 @@ open_results() {
     sed 's/^/# /' "$RESDIR/env.txt" > "$RAW"
 }
 
+# write_summary CMD...: RESDIR/summary.md = env.txt, then the tables that
+# `CMD... RAW` prints; shown on stdout, RAW's path on stderr.
+write_summary() {
+    {
+        echo "## Environment"
+        echo
+        sed 's/^/    /' "$RESDIR/env.txt"
+        echo
+        "$@" "$RAW"
+    } > "$RESDIR/summary.md"
+    cat "$RESDIR/summary.md"
+    note "raw lines: $RAW"
+}
+
 # ------------------------------------------------------------ accounting
 # tree_counters PID -> "ticks vcsw ivcsw nproc ntasks sched_ns", summed over
 # the tree. sched_ns (on-CPU time from /proc/*/task/*/schedstat, ns) is the

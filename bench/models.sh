@@ -261,12 +261,4 @@ for round in $(seq "$ROUNDS"); do
         for m in $RUN_MODELS; do run_one "$round" "$m" "$conns"; done
     done
 done
-{
-    echo "## Environment"
-    echo
-    sed 's/^/    /' "$RESDIR/env.txt"
-    echo
-    table "$RAW"
-} > "$RESDIR/summary.md"
-cat "$RESDIR/summary.md"
-note "raw lines: $RAW"
+write_summary table

@@ -240,12 +240,4 @@ for round in $(seq "$ROUNDS"); do
         for label in $SERVERS; do run_one "$round" "$label" "$size"; done
     done
 done
-{
-    echo "## Environment"
-    echo
-    sed 's/^/    /' "$RESDIR/env.txt"
-    echo
-    awk -f bench/stats.awk -f bench/table.awk "$RAW"
-} > "$RESDIR/summary.md"
-cat "$RESDIR/summary.md"
-note "raw lines: $RAW"
+write_summary awk -f bench/stats.awk -f bench/table.awk

@@ -47,6 +47,7 @@ to_run() { # ROUND SERVER LINE
 open_results shared-http-
 note "servers: $SERVERS; $ROUNDS rounds -> $RESDIR"
 for ((r = 1; r <= ROUNDS; r++)); do
+    echo "# round $r $(host_noise)" | tee -a "$RAW" >&2
     for s in $SERVERS; do
         case $s in
         vx-*) cmd=("$PEERS_DIR/http.sh" "$s" "$VX_HTTP" --port '{port}' --backend "${s#vx-}") ;;
@@ -61,12 +62,4 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
 done
 rm -f "$RESDIR/last.err"
-{
-    echo "## Environment"
-    echo
-    sed 's/^/    /' "$RESDIR/env.txt"
-    echo
-    awk -f bench/stats.awk -f bench/http-table.awk "$RAW"
-} > "$RESDIR/summary.md"
-cat "$RESDIR/summary.md"
-note "raw lines: $RAW"
+write_summary awk -f bench/stats.awk -f bench/http-table.awk
