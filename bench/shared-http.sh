@@ -55,9 +55,13 @@ for ((r = 1; r <= ROUNDS; r++)); do
         esac
         if out=$("${cmd[@]}" 2> "$RESDIR/last.err") && [ -n "$out" ]; then
             to_run "$r" "$s" "$out" | tee -a "$RAW" | grep -v '^#' | sed "s/^/$BENCH_PROG: /" >&2
-        else
-            echo "fail round=$r server=$s test=all reason=$(tail -1 "$RESDIR/last.err" | tr ' ' _)" >> "$RAW"
-            note "$s round $r failed: $(tail -1 "$RESDIR/last.err")"
+        else # the harness stops at its first failure: every mode of the call failed
+            msg=$(tail -1 "$RESDIR/last.err")
+            msg=${msg:-no output}
+            for m in ${MODES:-plain pipe16}; do
+                echo "fail round=$r server=$s test=plaintext-$m reason=$(tr ' |' '_/' <<< "$msg")" >> "$RAW"
+            done
+            note "$s round $r failed: $msg"
         fi
     done
 done
