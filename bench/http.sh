@@ -475,7 +475,7 @@ version_of() { # a tool's version line, or "-"
 }
 
 environment() {
-    echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    env_date
     echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs, $(lscpu | sed -n 's/^Hypervisor vendor: *//p') guest"
     echo "kernel: $(uname -r)"
     echo "compiler: $($CC --version | head -1)"
@@ -484,7 +484,7 @@ environment() {
     echo "nginx: $(version_of nginx -v); h2o: $(version_of h2o --version)"
     echo "peers: $PEERS_DIR (binaries: $PEERS_BUILD, else $CC ${PEER_CFLAGS[*]} into $OUT); libs:" \
         "$(dpkg-query -W -f '${Package} ${Version}, ' liburing-dev libuv1-dev libevent-dev libev-dev 2>/dev/null)"
-    echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo 'no commit'), $(git status --porcelain 2>/dev/null | wc -l) changed/untracked paths"
+    env_git
     echo "settings: SPLIT=$SPLIT TESTS=\"$TESTS\" JSON_M=$JSON_M ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS PIPE_CONNS=$PIPE_CONNS SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU"
     echo "servers: $RUN_SERVERS"
     echo "not served by the peers (vx-http only): baseline11, json-N, json-comp-N, upload-N; static-N: vx-http and nginx only; short-lived: vx-http, nginx, h2o; rate-R: vx-load (epoll, CONNS connections) at R requests/s instead of wrk"

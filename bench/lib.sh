@@ -125,6 +125,12 @@ open_results() {
     sed 's/^/# /' "$RESDIR/env.txt" > "$RAW"
 }
 
+# The date and git lines of every script's environment() (env.txt).
+env_date() { echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"; }
+env_git() {
+    echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo 'no commit'), $(git status --porcelain 2>/dev/null | wc -l) changed/untracked paths"
+}
+
 # write_summary CMD...: RESDIR/summary.md = env.txt, then the tables that
 # `CMD... RAW` prints; shown on stdout, RAW's path on stderr.
 write_summary() {

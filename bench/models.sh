@@ -205,13 +205,13 @@ table() {
 }
 
 environment() {
-    echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    env_date
     echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs"
     echo "kernel: $(uname -r)"
     echo "compiler: $($CC --version | head -1)"
     echo "vx-echo: $VX_ECHO --model M --backend $BACKEND, flags: $(sed -n 's/^C_FLAGS = //p' build/CMakeFiles/vx-echo.dir/flags.make 2>/dev/null)"
     echo "pingpong: $CC ${BENCH_CFLAGS[*]} bench/pingpong.c; fd limit $(ulimit -n)"
-    echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo 'no commit'), $(git status --porcelain 2>/dev/null | wc -l) changed/untracked paths"
+    env_git
     echo "settings: MODELS=\"$MODELS\" CONNS_LIST=\"$CONNS_LIST\" SIZE=$SIZE ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU"
     echo "models: $RUN_MODELS"
     [ -n "$SKIPPED" ] && echo "skipped: $SKIPPED"

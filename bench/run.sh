@@ -214,13 +214,13 @@ run_one() {
 }
 
 environment() {
-    echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    env_date
     echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs, $(lscpu | sed -n 's/^Hypervisor vendor: *//p') guest"
     echo "kernel: $(uname -r)"
     echo "compiler: $($CC --version | head -1)"
     echo "vx-echo: $VX_ECHO, flags: $(sed -n 's/^C_FLAGS = //p' build/CMakeFiles/vx-echo.dir/flags.make 2>/dev/null)"
     echo "pingpong: $CC ${BENCH_CFLAGS[*]}; peers: $CC ${PEER_CFLAGS[*]} -I $PEERS_DIR/peers (liburing $(dpkg-query -W -f '${Version}' liburing-dev 2>/dev/null))"
-    echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo 'no commit'), $(git status --porcelain 2>/dev/null | wc -l) changed/untracked paths"
+    env_git
     echo "settings: SIZES=\"$SIZES\" ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU PEERS=$PEERS"
     echo "servers: $SERVERS"
     [ -n "$SKIPPED" ] && echo "skipped: $SKIPPED"

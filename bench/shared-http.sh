@@ -27,10 +27,10 @@ VX_HTTP=${VX_HTTP:-build/bin/vx-http}
 [ -x "$VX_HTTP" ] || make build >&2 || die "make build failed"
 
 environment() {
-    echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    env_date
     echo "kernel: $(uname -r); $(nproc) CPUs"
     echo "harness: $PEERS_DIR/http.sh, DURATION=${DURATION:-5} WARMUP=${WARMUP:-1} MODES=\"${MODES:-plain pipe16}\""
-    echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo 'no commit'), $(git status --porcelain 2>/dev/null | wc -l) changed/untracked paths"
+    env_git
     echo "servers: $SERVERS; rounds: $ROUNDS"
 }
 
