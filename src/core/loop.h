@@ -211,6 +211,11 @@ vx_conn *vx__conn_new(vx_loop *loop, int fd, bool nodelay);
 void vx__listener_accepted(vx_listener *l, int fd);
 /* accept failed with err: counts, logs, and pauses on EMFILE/ENFILE/ENOMEM. */
 void vx__listener_error(vx_listener *l, int err);
+/* One accept4 of a non-blocking connection: its fd, or -errno. */
+int vx__listener_accept(vx_listener *l);
+/* The engine's wait on l is gone and its fd is about to close: a listener
+ * that shares its socket takes what is queued (see listener.c). */
+void vx__listener_sweep(vx_listener *l);
 
 /* core/io.c */
 void vx__io_ready(vx_io *io, unsigned events);

@@ -266,17 +266,13 @@ static void conn_ready(vx_conn *c, uint32_t ev) {
 static void accept_ready(vx_listener *l) {
     vx__handle *h = (vx__handle *)l;
     for (int i = 0; i < ACCEPT_BATCH && h->events && !(h->hflags & VX__HF_CLOSING); i++) {
-        VX__COUNT_SYS(h->loop, ACCEPT);
-        int fd = accept4(h->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-            vx__listener_accepted(l, fd);
-            continue;
+        int fd = vx__listener_accept(l);
+        if (fd < 0) {
+            if (fd != -EAGAIN)
+                vx__listener_error(l, fd);
+            return;
         }
-        if (errno == EINTR || errno == ECONNABORTED)
-            continue;
-        if (errno != EAGAIN)
-            vx__listener_error(l, -errno);
-        return;
+        vx__listener_accepted(l, fd);
     }
 }
 
@@ -317,6 +313,8 @@ static void reactor_close(vx__handle *h) {
     } else {
         if (h->events || h->slot >= 0)
             loop->poller->forget(loop, h);
+        if (h->type == VX__H_LISTENER)
+            vx__listener_sweep((vx_listener *)h);
         VX__COUNT_SYS(loop, CLOSE);
         close(h->fd);
     }

@@ -382,6 +382,8 @@ static bool stashed(const uring *u, const vx_conn *c) {
 
 /* Every CQE of h arrived: close the fd (not a vx_io's) and let the loop reap h. */
 static void finish(uring *u, vx__handle *h) {
+    if (h->type == VX__H_LISTENER)
+        vx__listener_sweep((vx_listener *)h); /* its accept is gone */
     if (h->type != VX__H_IO) {
         fixed_clear(u, h);
         VX__COUNT_SYS(u->loop, CLOSE);

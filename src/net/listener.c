@@ -6,12 +6,14 @@
  * on a dup of a socket bound elsewhere (a master process, a server's other loops). */
 #include "net/conn.h"
 #include "net/sock.h"
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #define RETRY_MS 100
+#define SWEEP_MAX 64 /* a bound, should others keep the queue full */
 
 struct vx_listener {
     vx__handle h;
@@ -158,6 +160,36 @@ void vx__listener_accepted(vx_listener *l, int fd) {
     }
     loop->stats.accepts++;
     l->cb(l, c, l->data);
+}
+
+int vx__listener_accept(vx_listener *l) {
+    for (;;) {
+        VX__COUNT_SYS(l->h.loop, ACCEPT);
+        int fd = accept4(l->h.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0)
+            return fd;
+        if (errno != EINTR && errno != ECONNABORTED)
+            return -errno;
+    }
+}
+
+/* Loops that share a socket wait on it exclusively (EPOLLEXCLUSIVE; io_uring
+ * arms every accept that way), so the kernel wakes one of them per
+ * connection. A loop that closes its listener may have taken that wakeup
+ * and not acted on it: the connection then waits in the queue, unannounced
+ * to the other loops, until the next one arrives (a reload under load left
+ * clients hanging so). Once this loop's wait is gone, new arrivals wake the
+ * others; what is queued now is taken here and served like the connections
+ * in flight, which the closing loop drains anyway. */
+void vx__listener_sweep(vx_listener *l) {
+    if (!(l->h.hflags & VX__HF_EXCLUSIVE) || l->h.loop->freeing)
+        return;
+    for (int i = 0; i < SWEEP_MAX; i++) {
+        int fd = vx__listener_accept(l);
+        if (fd < 0)
+            return; /* EAGAIN: nothing queued; else the others' to take */
+        vx__listener_accepted(l, fd);
+    }
 }
 
 void vx__listener_error(vx_listener *l, int err) {

@@ -422,6 +422,66 @@ static void echo_adopted(echo_server *es, uint16_t port, uint64_t setsockopts) {
     close(adopted_fd);
 }
 
+/* Two loops listen on one socket, exclusively; A connects from its own
+ * thread and closes its listener in the same callback. On io_uring the
+ * kernel hands the connection's one wakeup to the accept armed first, A's,
+ * even though A is busy, and cancelling that accept drops the wakeup:
+ * nothing tells B, so unless A's close takes the queued connection the
+ * client hangs (the reload of test-procs did, now and then). epoll passes
+ * an exclusive wakeup on when A is not waiting, so there B may serve it;
+ * either way it must be served. */
+static struct {
+    int fd;
+    uint16_t port;
+    vx_listener *l[2];
+    int client;
+} sh = {.fd = -1, .client = -1};
+
+static int sh_setup_a(vx_loop *loop, void *arg) {
+    return vx_listen_fd(loop, sh.fd, &(vx_listen_opts){.exclusive = true}, adopt_accept, arg,
+                        &sh.l[0]);
+}
+
+static int sh_setup_b(vx_loop *loop, void *arg) {
+    return vx_listen_fd(loop, sh.fd, &(vx_listen_opts){.exclusive = true}, adopt_accept, arg,
+                        &sh.l[1]);
+}
+
+static void sh_noop(void *arg) { (void)arg; }
+
+static void sh_connect_then_close(void *arg) {
+    (void)arg;
+    sh.client = tcp_connect("127.0.0.1", sh.port, 2000); /* queued: the kernel's handshake */
+    vx_listener_close(sh.l[0]);
+}
+
+TEST(closing_shared_listener_serves_its_queued_connection) {
+    sh.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(sh.fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    REQUIRE(bind(sh.fd, (struct sockaddr *)&sa, sl) == 0 && listen(sh.fd, 16) == 0);
+    REQUIRE(getsockname(sh.fd, (struct sockaddr *)&sa, &sl) == 0);
+    sh.port = ntohs(sa.sin_port);
+    static echo_server ea, eb;
+    server a, b;
+    REQUIRE_OK(server_start(&a, sh_setup_a, &ea));
+    REQUIRE_OK(server_call(&a, sh_noop, NULL)); /* a turn: A's accept is armed */
+    REQUIRE_OK(server_start(&b, sh_setup_b, &eb));
+    REQUIRE_OK(server_call(&b, sh_noop, NULL));
+    REQUIRE_OK(server_call(&a, sh_connect_then_close, NULL));
+    REQUIRE(sh.client >= 0);
+    rng r;
+    rng_seed(&r, 5);
+    unsigned char payload[512];
+    rng_fill(&r, payload, sizeof payload);
+    CHECK_EQ_INT(echo_roundtrip(sh.client, payload, sizeof payload, &r, 5000), 0);
+    close(sh.client);
+    CHECK_EQ_INT(server_stop(&a), 0);
+    CHECK_EQ_INT(server_stop(&b), 0);
+    close(sh.fd);
+}
+
 TEST(listen_fd_and_adopt) {
     vx_loop *tmp;
     REQUIRE_OK(vx_loop_new(&tmp, NULL));
