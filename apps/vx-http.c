@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -31,9 +32,13 @@ static struct {
     vx_backend backend;
     vx_model model;
     size_t max_body;
-    uint64_t header_timeout_ms, idle_timeout_ms; /* 0: the library's defaults */
+    uint64_t header_timeout_ms, idle_timeout_ms; /* the blocking baselines use them too */
     uint64_t async_file_min;                     /* 0: the library's default */
-} opt = {.host = "127.0.0.1", .port = 8080, .model = {VX_MODEL_SINGLE, 1}};
+} opt = {.host = "127.0.0.1",
+         .port = 8080,
+         .model = {VX_MODEL_SINGLE, 1},
+         .header_timeout_ms = 10000,
+         .idle_timeout_ms = 60000};
 static int root_fd = -1; /* --root, opened once: files are opened beneath it */
 
 static vx_server *server;
@@ -477,7 +482,8 @@ static int routes(void) {
 
 /* --model thread-per-conn|fork-per-conn, for comparison only: blocking reads
  * and writes on one connection, the same parser, every response produced
- * from one read sent with one write. The benchmark endpoints only (GET
+ * from one read sent with one write (in 64 KiB pieces). The timeouts and
+ * refusal logs of the event models. The benchmark endpoints only (GET
  * /plaintext, /json, /pipeline, /baseline11), 404 for the rest; bodies up to
  * 8 KiB with Content-Length (chunked bodies: 501). */
 #define BLK_IN 16384
@@ -503,6 +509,7 @@ static size_t blk_response(char *ob, int status, const char *ctype, const char *
                            const char *conn_hdr) {
     const char *reason = status == 200   ? "OK"
                          : status == 404 ? "Not Found"
+                         : status == 408 ? "Request Timeout"
                          : status == 413 ? "Content Too Large"
                          : status == 414 ? "URI Too Long"
                          : status == 431 ? "Request Header Fields Too Large"
@@ -560,51 +567,130 @@ static size_t blk_handle(const vx_http_request *req, const char *body, size_t bl
     return blk_response(ob, 404, "text/plain", "", 0, ka);
 }
 
+/* A refused request, logged with its reason like the event models' (at most
+ * ten lines a second per process: one bad client must not flood the log). */
+static void blk_refused(int status, const char *why) {
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static time_t window;
+    static unsigned count;
+    time_t now = time(NULL);
+    pthread_mutex_lock(&mu);
+    if (now != window) {
+        if (count > 10)
+            fprintf(stderr, "vx-http: %u more refused requests not logged\n", count - 10);
+        window = now;
+        count = 0;
+    }
+    bool say = ++count <= 10;
+    pthread_mutex_unlock(&mu);
+    if (say)
+        fprintf(stderr, "vx-http: %d, %s\n", status, why ? why : "bad request");
+}
+
+static uint64_t blk_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The event models' timeouts, so that a slow or silent client cannot hold a
+ * thread (or a process) for ever. SO_RCVTIMEO/SO_SNDTIMEO bound every read
+ * and write by the idle timeout at no cost per call; while a partial head is
+ * buffered, poll() first waits only what is left of the header timeout, so a
+ * client trickling a byte at a time still gets its 408. */
+static void blk_set_timeouts(int fd) {
+    struct timeval tv = {.tv_sec = (time_t)(opt.idle_timeout_ms / 1000),
+                         .tv_usec = (suseconds_t)(opt.idle_timeout_ms % 1000 * 1000)};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+/* Wait for input while a partial head is buffered since head_start: false
+ * once the header timeout has run out. */
+static bool blk_head_wait(int fd, uint64_t head_start) {
+    for (;;) {
+        uint64_t spent = blk_now_ms() - head_start;
+        if (spent >= opt.header_timeout_ms)
+            return false;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int n = poll(&p, 1, (int)(opt.header_timeout_ms - spent));
+        if (n > 0)
+            return true;
+        if (n < 0 && errno != EINTR)
+            return true; /* let the read report it */
+    }
+}
+
 static void serve_blocking(int fd, void *data) {
     (void)data;
     char *in = malloc(BLK_IN), *ob = malloc(BLK_OUT);
     size_t len = 0;
-    bool open = in && ob;
+    uint64_t head_start = 0; /* a partial head is buffered since (0: none) */
+    bool open = in && ob, need_read = true;
+    blk_set_timeouts(fd);
     while (open) {
-        ssize_t n = read(fd, in + len, BLK_IN - len);
-        if (n <= 0)
+        if (need_read && head_start && !blk_head_wait(fd, head_start)) {
+            blk_refused(408, "request head not complete within the header timeout");
+            app_write_all(fd, ob, blk_response(ob, 408, "text/plain", "", 0, CLOSE_HDR));
             break;
-        len += (size_t)n;
+        }
+        if (need_read) {
+            ssize_t n = read(fd, in + len, BLK_IN - len);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break; /* EOF, reset, or idle past the idle timeout (EAGAIN) */
+            len += (size_t)n;
+        }
+        need_read = true;
         size_t off = 0, olen = 0;
+        bool partial_head = false;
         for (;;) {
             vx_http_request req;
             int status;
             const char *why;
             ssize_t h = vx_http_parse_request(in + off, len - off, &req, &status, &why);
-            if (h == VX_HTTP_INCOMPLETE)
+            if (h == VX_HTTP_INCOMPLETE) {
+                partial_head = off < len;
                 break;
+            }
             size_t blen = req.content_length > 0 ? (size_t)req.content_length : 0;
             if (h < 0 || req.chunked || blen > 8192) {
-                olen += blk_response(ob + olen,
-                                     h < 0         ? status
-                                     : req.chunked ? 501
-                                                   : 413,
-                                     "text/plain", "", 0, CLOSE_HDR);
+                status = h < 0 ? status : req.chunked ? 501 : 413;
+                blk_refused(status, h < 0         ? why
+                                    : req.chunked ? "chunked bodies: not in the blocking baseline"
+                                                  : "body over the blocking baseline's 8 KiB");
+                olen += blk_response(ob + olen, status, "text/plain", "", 0, CLOSE_HDR);
                 open = false;
                 break;
             }
             if (len - off - (size_t)h < blen)
-                break; /* the body is not all here yet */
+                break; /* the body is not all here yet: the idle timeout applies */
             olen += blk_handle(&req, in + off + h, blen, ob + olen);
             off += (size_t)h + blen;
             if (!req.keep_alive) {
                 open = false;
                 break;
             }
-            if (olen > BLK_OUT - 512)
-                break; /* write these, the rest of the input stays */
+            if (olen > BLK_OUT - 512) {
+                need_read = false; /* write these, then answer the rest */
+                break;
+            }
         }
         if (olen && !app_write_all(fd, ob, olen))
             break;
+        /* The clock runs from the head's first bytes, across reads. */
+        if (!partial_head)
+            head_start = 0;
+        else if (!head_start || off)
+            head_start = blk_now_ms();
         memmove(in, in + off, len - off);
         len -= off;
-        if (len == BLK_IN) /* a head that does not fit: 431 */
-            open = !app_write_all(fd, ob, blk_response(ob, 431, "text/plain", "", 0, CLOSE_HDR));
+        if (open && len == BLK_IN) { /* a head that does not fit: 431 */
+            blk_refused(431, "request over the blocking baseline's 16 KiB input buffer");
+            app_write_all(fd, ob, blk_response(ob, 431, "text/plain", "", 0, CLOSE_HDR));
+            break;
+        }
     }
     free(in);
     free(ob);
