@@ -12,6 +12,8 @@
 #
 # Env: VX_BIN (directory with vx-http and vx-load; default build/bin),
 #   SOAK_SECONDS (300), SOAK_WARMUP (10), SOAK_BACKEND (auto: the server),
+#   SOAK_MODEL (single: the server's --model; RSS and fds are summed over
+#   the server and its child processes, for procs:N and fork-per-conn),
 #   SOAK_LOAD_BACKEND (auto: the clients), SOAK_CONNS (100), SOAK_MIX
 #   (valid=88,invalid=4,slow=4,reset=4), SOAK_PIPELINE_CONNS (8, pipelining 16
 #   deep; 0: none), SOAK_RSS_BOUND_KIB (4096), SOAK_FD_SETTLE (5),
@@ -24,6 +26,7 @@ bin=${VX_BIN:-$top/build/bin}
 secs=${SOAK_SECONDS:-300}
 warmup=${SOAK_WARMUP:-10}
 backend=${SOAK_BACKEND:-auto}
+model=${SOAK_MODEL:-single}
 load_backend=${SOAK_LOAD_BACKEND:-auto}
 conns=${SOAK_CONNS:-100}
 mix=${SOAK_MIX:-valid=88,invalid=4,slow=4,reset=4}
@@ -46,7 +49,9 @@ else
     log=$(mktemp -d "${TMPDIR:-/tmp}/vx-soak.XXXXXX")
 fi
 srv='' loads=()
+# shellcheck disable=SC2317 # run by the trap
 cleanup() {
+    [ -n "$srv" ] && pkill -9 -P "$srv" 2>/dev/null
     for p in "${loads[@]}" $srv; do kill -9 "$p" 2>/dev/null; done
 }
 trap cleanup EXIT
@@ -57,7 +62,7 @@ trap cleanup EXIT
 # while the server still holds the file open and has output queued.
 mkdir -p "$log/www"
 head -c 1048576 /dev/zero | tr '\0' 'x' >"$log/www/big.bin"
-"$bin/vx-http" --port 0 --backend "$backend" --root "$log/www" \
+"$bin/vx-http" --port 0 --backend "$backend" --model "$model" --root "$log/www" \
     --header-timeout "$header_ms" >"$log/server.txt" 2>"$log/server-err.txt" &
 srv=$!
 for _ in $(seq 100); do grep -q '^listening' "$log/server.txt" && break; sleep 0.05; done
@@ -68,13 +73,34 @@ fi
 port=$(sed -n 's/^listening [^:]*:\([0-9]*\) .*/\1/p' "$log/server.txt")
 srv_backend=$(sed -n 's/^listening .* backend=\([^ ]*\) .*/\1/p' "$log/server.txt")
 
-rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$srv/status" 2>/dev/null; }
-fds() { find "/proc/$srv/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+srv_model=$(sed -n 's/^listening .* model=\([^ ]*\).*/\1/p' "$log/server.txt")
 
-sleep 0.2 # the listening line comes before the loop thread's last fds
+# The server and its children (procs:N workers, fork-per-conn's children):
+# empty once the server is gone, so a dead server reads as "no sample".
+tree() {
+    [ -d "/proc/$srv" ] || return 1
+    echo "$srv"
+    pgrep -P "$srv" || true
+}
+rss() {
+    local pids
+    pids=$(tree) || return 0
+    for p in $pids; do awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null; done |
+        awk '{ n += $1 } END { if (NR) print n }'
+}
+fds() {
+    local pids n=0
+    pids=$(tree) || return 0
+    for p in $pids; do
+        n=$((n + $(find "/proc/$p/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)))
+    done
+    echo $n
+}
+
+sleep 0.5 # the listening line comes before the loop threads' (and workers') last fds
 fd_base=$(fds)
 rss_start=$(rss)
-echo "# t_s rss_kib fds phase (server pid $srv, port $port, backend $srv_backend)" >"$log/soak.log"
+echo "# t_s rss_kib fds phase (server pid $srv, port $port, backend $srv_backend, model $srv_model)" >"$log/soak.log"
 
 # ------------------------------------------------------------ the load
 
@@ -177,7 +203,7 @@ elif [ "$growth" -gt "$bound" ]; then
     fails+=("RSS grew ${growth} KiB after the warm-up (bound ${bound} KiB)")
 fi
 
-summary="secs=$secs warmup=$warmup backend=$srv_backend requests=$(sum requests) ok=$(sum ok)"
+summary="secs=$secs warmup=$warmup backend=$srv_backend model=$srv_model requests=$(sum requests) ok=$(sum ok)"
 summary+=" failed=$(sum failed) errors=$(sum errors) rps=$(sum rps)"
 for c in invalid slow reset; do
     summary+=" $c=$(sum $c) ${c}_ok=$(sum ${c}_ok) ${c}_bad=$(sum ${c}_bad)"
