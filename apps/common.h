@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <time.h>
 
 /* --backend NAME, or exit 2. */
 static inline vx_backend app_backend(const char *prog, const char *arg) {
@@ -43,6 +44,13 @@ static inline long long app_num(const char *prog, const char *name, const char *
         exit(2);
     }
     return v;
+}
+
+/* The monotonic clock in nanoseconds. */
+static inline uint64_t app_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static inline bool app_blocking_model(vx_model m) {

@@ -587,12 +587,6 @@ static void blk_refused(int status, const char *why) {
         fprintf(stderr, "vx-http: %d, %s\n", status, why ? why : "bad request");
 }
 
-static uint64_t blk_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* The event models' timeouts, so that a slow or silent client cannot hold a
  * thread (or a process) for ever. SO_RCVTIMEO/SO_SNDTIMEO bound every read
  * and write by the idle timeout at no cost per call; while a partial head is
@@ -609,7 +603,7 @@ static void blk_set_timeouts(int fd) {
  * once the header timeout has run out. */
 static bool blk_head_wait(int fd, uint64_t head_start) {
     for (;;) {
-        uint64_t spent = blk_now_ms() - head_start;
+        uint64_t spent = app_now_ns() / 1000000 - head_start;
         if (spent >= opt.header_timeout_ms)
             return false;
         struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -629,12 +623,12 @@ static void serve_blocking(int fd, void *data) {
     bool open = in && ob, need_read = true;
     blk_set_timeouts(fd);
     while (open) {
-        if (need_read && head_start && !blk_head_wait(fd, head_start)) {
-            blk_refused(408, "request head not complete within the header timeout");
-            app_write_all(fd, ob, blk_response(ob, 408, "text/plain", "", 0, CLOSE_HDR));
-            break;
-        }
         if (need_read) {
+            if (head_start && !blk_head_wait(fd, head_start)) {
+                blk_refused(408, "request head not complete within the header timeout");
+                app_write_all(fd, ob, blk_response(ob, 408, "text/plain", "", 0, CLOSE_HDR));
+                break;
+            }
             ssize_t n = read(fd, in + len, BLK_IN - len);
             if (n < 0 && errno == EINTR)
                 continue;
@@ -683,7 +677,7 @@ static void serve_blocking(int fd, void *data) {
         if (!partial_head)
             head_start = 0;
         else if (!head_start || off)
-            head_start = blk_now_ms();
+            head_start = app_now_ns() / 1000000;
         memmove(in, in + off, len - off);
         len -= off;
         if (open && len == BLK_IN) { /* a head that does not fit: 431 */

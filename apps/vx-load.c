@@ -333,12 +333,6 @@ typedef struct worker {
 static atomic_bool g_stop; /* SIGINT/SIGTERM */
 static atomic_int g_logged;
 
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void note(const slot *s, const char *what, int err) {
     if (atomic_fetch_add(&g_logged, 1) >= MAX_LOGGED)
         return;
@@ -420,7 +414,7 @@ static void fill(slot *s) {
     if (s->closing)
         return;
     unsigned k = 0, want = (unsigned)opt.pipeline - s->inflight;
-    uint64_t now = now_ns(), t;
+    uint64_t now = app_now_ns(), t;
     while (!s->server_close && k < want && take_request(w, now, &t))
         s->sent[(s->first + s->inflight + k++) % (unsigned)opt.pipeline] = t;
     if (k) {
@@ -507,7 +501,7 @@ static size_t valid_data(vx_conn *c, const char *data, size_t len) {
         off += valid_body(s, data + off, len - off);
         if (s->body_left)
             break;
-        response_done(s, t ? t : (t = now_ns()));
+        response_done(s, t ? t : (t = app_now_ns()));
     }
     fill(s);
     return len;
@@ -787,7 +781,7 @@ static bool note_release(worker *w, uint64_t now, uint64_t upto) {
 static void pace(vx_timer *t, void *data) {
     (void)t;
     worker *w = data;
-    uint64_t now = now_ns(), due = tokens_due(w, now);
+    uint64_t now = app_now_ns(), due = tokens_due(w, now);
     if (w->stopping || due == w->released)
         return;
     if (!note_release(w, now, due)) {
@@ -810,7 +804,7 @@ static void begin_stop(worker *w) {
     if (w->stopping)
         return;
     w->stopping = true;
-    w->t_last = now_ns(); /* the run's end, unless responses still come in */
+    w->t_last = app_now_ns(); /* the run's end, unless responses still come in */
     vx_timer_stop(w->pace);
     for (int i = 0; i < w->nslots; i++) {
         slot *s = &w->slots[i];
@@ -886,7 +880,7 @@ static void *worker_main(void *arg) {
     w->rc = worker_setup(w, a->first, a->stride, a->classes);
     if (w->rc == 0) {
         w->live = w->nslots;
-        w->t_begin = w->t_last = now_ns();
+        w->t_begin = w->t_last = app_now_ns();
         w->connected_ms = vx_loop_now(w->loop);
         vx_timer_start(w->tick, TICK_MS, TICK_MS);
         if (opt.duration > 0)

@@ -82,19 +82,19 @@ tree() {
     echo "$srv"
     pgrep -P "$srv" || true
 }
+# One pass over /proc per sample, however many processes (a child that
+# exits meanwhile is skipped).
 rss() {
-    local pids
+    local pids p files=()
     pids=$(tree) || return 0
-    for p in $pids; do awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null; done |
-        awk '{ n += $1 } END { if (NR) print n }'
+    for p in $pids; do files+=("/proc/$p/status"); done
+    cat "${files[@]}" 2>/dev/null | awk '/^VmRSS:/ { n += $2; seen = 1 } END { if (seen) print n }'
 }
 fds() {
-    local pids n=0
+    local pids p dirs=()
     pids=$(tree) || return 0
-    for p in $pids; do
-        n=$((n + $(find "/proc/$p/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)))
-    done
-    echo $n
+    for p in $pids; do dirs+=("/proc/$p/fd"); done
+    find "${dirs[@]}" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l
 }
 
 sleep 0.5 # the listening line comes before the loop threads' (and workers') last fds
