@@ -13,7 +13,8 @@
 # Env: VX_BIN (directory with vx-http and vx-load; default build/bin),
 #   SOAK_SECONDS (300), SOAK_WARMUP (10), SOAK_BACKEND (auto: the server),
 #   SOAK_MODEL (single: the server's --model; RSS and fds are summed over
-#   the server and its child processes, for procs:N and fork-per-conn),
+#   the server and its child processes, procs:N's workers; fork-per-conn's
+#   children count in the fds only),
 #   SOAK_LOAD_BACKEND (auto: the clients), SOAK_CONNS (100), SOAK_MIX
 #   (valid=88,invalid=4,slow=4,reset=4), SOAK_PIPELINE_CONNS (8, pipelining 16
 #   deep; 0: none), SOAK_RSS_BOUND_KIB (4096), SOAK_FD_SETTLE (5),
@@ -77,16 +78,21 @@ srv_model=$(sed -n 's/^listening .* model=\([^ ]*\).*/\1/p' "$log/server.txt")
 
 # The server and its children (procs:N workers, fork-per-conn's children):
 # empty once the server is gone, so a dead server reads as "no sample".
+# RSS leaves out fork-per-conn's children: each lives one connection and its
+# memory goes back when it exits, so their sum follows how many connections
+# are open, not a leak (what can leak is the acceptor). Their fds still count:
+# a child that never exits keeps the fds from returning to the baseline.
 tree() {
     [ -d "/proc/$srv" ] || return 1
     echo "$srv"
+    [ "${1:-}" = rss ] && [ "$srv_model" = fork-per-conn ] && return 0
     pgrep -P "$srv" || true
 }
 # One pass over /proc per sample, however many processes (a child that
 # exits meanwhile is skipped).
 rss() {
     local pids p files=()
-    pids=$(tree) || return 0
+    pids=$(tree rss) || return 0
     for p in $pids; do files+=("/proc/$p/status"); done
     cat "${files[@]}" 2>/dev/null | awk '/^VmRSS:/ { n += $2; seen = 1 } END { if (seen) print n }'
 }
