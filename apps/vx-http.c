@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -244,22 +243,16 @@ static void h_json_count(vx_http_req *r, void *d) {
         if (i)
             ob_put(&out, ",", 1);
         ob_put(&out, ds.items[i].json, ds.items[i].len);
-        /* printf where dec_cents cannot promise its digits. %.2f of a
-         * finite double fits (DBL_MAX has 309 digits); JSON has no inf or
-         * nan, which a --dataset with huge prices could give. */
-        char t[352];
+        char t[48];
         memcpy(t, ",\"total\":", 9);
         double total = ds.items[i].price * ds.items[i].quantity * (double)m;
-        char *e = dec_cents(t + 9, total);
-        int n;
-        if (e) {
-            *e++ = '}';
-            n = (int)(e - t);
-        } else {
-            n = isfinite(total) ? snprintf(t, sizeof t, ",\"total\":%.2f}", total)
-                                : snprintf(t, sizeof t, ",\"total\":null}");
+        char *e = dec_shortest(t + 9, total);
+        if (!e) { /* inf or nan (a --dataset with huge prices): JSON has neither */
+            memcpy(t + 9, "null", 4);
+            e = t + 13;
         }
-        ob_put(&out, t, (size_t)n);
+        *e++ = '}';
+        ob_put(&out, t, (size_t)(e - t));
     }
     char t[32];
     memcpy(t, "],\"count\":", 10);

@@ -51,15 +51,18 @@ get '/baseline11?a=-7&b=3' 200 -4
 get '/baseline11?a=9223372036854775807&b=1' 400 'sum out of range'
 get '/baseline11?a=1&b=0' 400 'sum out of range' -X POST --data 9223372036854775807
 get /pipeline 200 ok
-# totals exactly as printf's %.2f prints them (Python's % rounds the same way)
+# totals: the double price * quantity * m exactly, as HttpArena's check
+# recomputes it, in the digits of Python's repr (integers without ".0")
 json_totals() { # URL COUNT M
     get "$1" 200 ''
     python3 -c "
 import json,sys
-d=json.load(open('$tmp/b'), parse_float=str); ds=json.load(open('$top/data/dataset.json'))
-assert d['count']==$2 and len(d['items'])==$2, d
+d=json.load(open('$tmp/b'), parse_float=str, parse_int=str); ds=json.load(open('$top/data/dataset.json'))
+assert int(d['count'])==$2 and len(d['items'])==$2, d
 for a,b in zip(d['items'],ds):
-    assert a['id']==b['id'] and a['total']=='%.2f' % (b['price']*b['quantity']*($3)), (a['total'], b)
+    t=b['price']*b['quantity']*($3)
+    assert int(a['id'])==b['id'] and float(a['total'])==t, (a['total'], t, b)
+    assert a['total']==(repr(t)[:-2] if t.is_integer() else repr(t)), (a['total'], repr(t))
 " || fail "$1 content"
 }
 json_totals '/json/3?m=2' 3 2
@@ -209,11 +212,13 @@ for r in "$tmp/no-such-dir" "$top/data/dataset.json"; do
     [[ $rc -eq 1 ]] && grep -q -- "--root $r: " "$tmp/err" || fail "--root $r: exit $rc, $(cat "$tmp/err")"
 done
 
-# A dataset whose totals are past %.2f's 64 bytes, and past a double (inf):
-# /json/{count} must stay valid JSON (the long one whole, inf as null).
+# A dataset whose totals are huge, past a double (inf), and integers (as
+# HttpArena's dataset has them): /json/{count} must stay valid JSON (inf as
+# null), each total the shortest number that reads back.
 cat >"$tmp/huge.json" <<'JSON'
 [{"id":1,"name":"a","category":"c","price":1e300,"quantity":1,"active":true,"tags":[],"rating":{"score":1,"count":1}},
- {"id":2,"name":"b","category":"c","price":1e300,"quantity":1e300,"active":true,"tags":[],"rating":{"score":1,"count":1}}]
+ {"id":2,"name":"b","category":"c","price":1e300,"quantity":1e300,"active":true,"tags":[],"rating":{"score":1,"count":1}},
+ {"id":3,"name":"c","category":"c","price":25,"quantity":3,"active":true,"tags":[],"rating":{"score":1,"count":1}}]
 JSON
 "$VX_BIN/vx-http" --port 0 --backend "$backend" --model "$model" --dataset "$tmp/huge.json" \
     >"$tmp/out" 2>"$tmp/err" &
@@ -221,11 +226,12 @@ pid=$!
 for _ in $(seq 100); do grep -q '^listening' "$tmp/out" && break; sleep 0.05; done
 port=$(sed -n 's/^listening [^:]*:\([0-9]*\) .*/\1/p' "$tmp/out")
 U=http://127.0.0.1:$port
-get '/json/2?m=1' 200 ''
+get '/json/3?m=1' 200 ''
 python3 -c "
 import json
 d = json.load(open('$tmp/b'))
 assert d['items'][0]['total'] == 1e300 and d['items'][1]['total'] is None, d
-" || fail "/json/2 with huge totals: $(head -c 300 "$tmp/b")"
+" || fail "/json/3 with huge totals: $(head -c 300 "$tmp/b")"
+grep -q '"total":1e+300}.*"total":null}.*"total":75}' "$tmp/b" || fail "/json/3 totals: $(cat "$tmp/b")"
 kill -TERM "$pid"; wait "$pid"; pid=
 echo "ok vx-http backend=$backend model=$model"
