@@ -206,9 +206,12 @@ static bool accepts_gzip(vx_http_req *r) {
     return v && vx_http_accepts_coding(v, n, "gzip");
 }
 
+/* Level 2: on /json/N answers it costs what level 1 does (deflate's
+ * instructions within 1 %) and gives 5-7 % less (/json/50: 2154 bytes
+ * against 2287); 4 and up cost 1.5-2x the time for 12-18 % less. */
 static int gzip_out(const char *p, size_t n) {
     if (!z_init) {
-        if (deflateInit2(&z, 1, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        if (deflateInit2(&z, 2, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) != Z_OK)
             return -1;
         z_init = true;
         pthread_once(&tls_once, tls_key_make);
