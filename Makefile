@@ -50,7 +50,8 @@ run: build
 	@echo "  http://127.0.0.1:8080/static/index.html"
 	@echo "  http://127.0.0.1:8080/plaintext   http://127.0.0.1:8080/json"
 	@echo "  http://127.0.0.1:8080/baseline11?a=1&b=2   http://127.0.0.1:8080/pipeline"
-	@echo "  http://127.0.0.1:8080/json/5?m=2   http://127.0.0.1:8080/metrics"
+	@echo "  http://127.0.0.1:8080/json/5?m=2   http://127.0.0.1:8080/delay/250"
+	@echo "  http://127.0.0.1:8080/metrics"
 	@echo "  curl -X POST --data-binary @FILE http://127.0.0.1:8080/upload"
 	@exec build/bin/vx-http --port 8080 --root data/www --dataset data/dataset.json
 

@@ -5,7 +5,7 @@
  *           [--header-timeout MS] [--idle-timeout MS] [--async-file-min BYTES|off]
  * Endpoints: GET /plaintext, GET /json, GET|POST /baseline11?a=&b=,
  * GET /pipeline, GET /json/{count}?m=M (gzip with Accept-Encoding: gzip),
- * POST /upload, GET /static/NAME, GET /metrics.
+ * GET /delay/{ms}, POST /upload, GET /static/NAME, GET /metrics.
  * Prints "listening HOST:PORT backend=NAME model=MODEL"; SIGINT/SIGTERM stop
  * it gracefully (in-flight requests finish, idle keep-alive conns close). */
 #include "common.h"
@@ -269,6 +269,74 @@ static void h_json_count(vx_http_req *r, void *d) {
         vx_http_respond(r, 200, JSON "Vary: Accept-Encoding\r\n", out.p, out.len);
 }
 
+/* GET /delay/{ms} (HttpArena's async profile): ms, as text/plain, ms
+ * milliseconds later. The handler returns without answering; a one-shot
+ * timer on the request's loop answers. Each waiting request owns its timer,
+ * and a client that leaves first frees it (the abort callback), so 32000
+ * held connections cost 32000 timers and nothing else. */
+#define DELAY_MAX_MS 60000
+
+typedef struct delay {
+    vx_http_req *r;
+    vx_timer *t;
+    char ms[24];
+    size_t n;
+} delay;
+
+static void delay_free(delay *d) {
+    vx_timer_free(d->t);
+    free(d);
+}
+
+static void delay_fire(vx_timer *t, void *data) {
+    (void)t;
+    delay *d = data;
+    vx_http_respond(d->r, 200, PLAIN, d->ms, d->n);
+    delay_free(d);
+}
+
+static void delay_abort(vx_http_req *r, void *data) {
+    (void)r;
+    delay_free(data);
+}
+
+/* ms in [0, DELAY_MAX_MS] from s..n: digits only, as the path gives them. */
+static bool parse_delay(const char *s, size_t n, long long *ms) {
+    long long v = 0;
+    if (!n || n > 6)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *ms = v;
+    return v <= DELAY_MAX_MS;
+}
+
+static void h_delay(vx_http_req *r, void *unused) {
+    (void)unused;
+    size_t n;
+    const char *s = vx_http_req_param(r, "ms", &n);
+    long long ms;
+    if (!parse_delay(s, n, &ms))
+        return bad(r, "delay: 0 to 60000 ms\n");
+    delay *d = malloc(sizeof *d);
+    vx_conn *c = vx_http_req_conn(r);
+    if (!d || vx_timer_new(vx_conn_loop(c), delay_fire, d, &d->t) < 0) {
+        free(d);
+        return (void)vx_http_respond(r, 503, PLAIN, "out of memory\n", 14);
+    }
+    d->r = r;
+    d->n = (size_t)(dec_i64(d->ms, ms) - d->ms);
+    vx_http_on_abort(r, delay_abort, d);
+    /* The loop's clock is whole milliseconds read once a turn, so a timer
+     * for ms can fire up to 1 ms (plus the turn so far) early; from a fresh
+     * reading, ms + 1 never answers before ms have passed. */
+    vx_loop_update_time(vx_conn_loop(c));
+    vx_timer_start(d->t, ms ? (uint64_t)ms + 1 : 0, 0);
+}
+
 static void b_upload(vx_http_req *r, const char *p, size_t n, void *d) {
     (void)r, (void)p, (void)n, (void)d; /* counted by the server; nothing kept */
 }
@@ -468,6 +536,7 @@ static int routes(void) {
     rc |= vx_http_route(http, "GET", "/pipeline", 0, h_pipeline, NULL, NULL);
     rc |= vx_http_route(http, "GET,POST", "/baseline11", 0, h_baseline, NULL, NULL);
     rc |= vx_http_route(http, "GET", "/json/{count}", 0, h_json_count, NULL, NULL);
+    rc |= vx_http_route(http, "GET", "/delay/{ms}", 0, h_delay, NULL, NULL);
     rc |= vx_http_route(http, "POST", "/upload", VX_HTTP_STREAM_BODY, h_upload, b_upload, NULL);
     rc |= vx_http_route(http, "GET", "/static/", VX_HTTP_PREFIX, h_static, NULL, NULL);
     rc |= vx_http_route(http, "GET", "/metrics", 0, h_metrics, NULL, NULL);
@@ -559,6 +628,16 @@ static size_t blk_handle(const vx_http_request *req, const char *body, size_t bl
             return blk_response(ob, 400, "text/plain", "sum out of range\n", 17, ka);
         int n = snprintf(b, sizeof b, "%ld", sum);
         return blk_response(ob, 200, "text/plain", b, (size_t)n, ka);
+    }
+    long long ms;
+    if (path.n > 7 && !memcmp(path.p, "/delay/", 7)) { /* the thread (or process) sleeps */
+        if (!parse_delay(path.p + 7, path.n - 7, &ms))
+            return blk_response(ob, 400, "text/plain", "delay: 0 to 60000 ms\n", 21, ka);
+        struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000};
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+        char *e = dec_i64(b, ms);
+        return blk_response(ob, 200, "text/plain", b, (size_t)(e - b), ka);
     }
     return blk_response(ob, 404, "text/plain", "", 0, ka);
 }

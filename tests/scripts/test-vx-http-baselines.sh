@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # vx-http under the blocking baselines (thread-per-conn, fork-per-conn): the
-# benchmark endpoints, 404, a pipelined batch answered in order, one whose
+# benchmark endpoints, /delay/{ms} eight at once, 404, a pipelined batch answered in order, one whose
 # answers overflow the output buffer answered whole, a malformed
 # request answered 400 and closed (and logged with its reason), keep-alive
 # under ab, a slowloris client answered 408 and closed while it still trickles
@@ -27,6 +27,14 @@ for model in thread-per-conn fork-per-conn; do
     [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/baseline11?a=9223372036854775807&b=1")" = 400 ] ||
         fail "$model: /baseline11 past int64"
     [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/missing")" = 404 ] || fail "$model: 404"
+    # /delay/{ms}: the thread or process sleeps; 8 at once, each its own value
+    for ms in 0 30 45 60 75 90 105 120; do curl -s "$url/delay/$ms" >"$out.d$ms" & done
+    wait $(jobs -p | grep -vx "$pid")
+    for ms in 0 30 45 60 75 90 105 120; do
+        [ "$(cat "$out.d$ms")" = "$ms" ] || fail "$model: /delay/$ms: '$(cat "$out.d$ms")'"
+    done
+    rm -f "$out".d*
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/delay/x")" = 400 ] || fail "$model: /delay/x"
     got=$(printf 'GET /pipeline HTTP/1.1\r\nHost: x\r\n\r\nGET /json HTTP/1.1\r\nHost: x\r\n\r\nGET /plaintext HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' |
         timeout 5 nc -q 3 127.0.0.1 "$port" | grep -oE 'ok|\{"message":"Hello, World!"\}|Hello, World!' | tr '\n' '|')
     [ "$got" = 'ok|{"message":"Hello, World!"}|Hello, World!|' ] || fail "$model: pipelined batch: '$got'"

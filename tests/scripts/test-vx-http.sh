@@ -51,6 +51,27 @@ get '/baseline11?a=-7&b=3' 200 -4
 get '/baseline11?a=9223372036854775807&b=1' 400 'sum out of range'
 get '/baseline11?a=1&b=0' 400 'sum out of range' -X POST --data 9223372036854775807
 get /pipeline 200 ok
+# /delay/{ms}: ms back, and never before ms have passed (only that bound is
+# asserted: a timer that fires early is a bug, one that fires late is the host)
+get /delay/0 200 0; hdr '^Content-Type: text/plain'
+get /delay/abc 400 'delay: 0 to 60000 ms'
+get /delay/60001 400 'delay: 0 to 60000 ms'
+python3 - "$port" <<'PY' || fail "/delay/{ms}, 24 at once"
+import http.client, sys, threading, time
+port = int(sys.argv[1]); bad = []
+def one(ms):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    t = time.monotonic(); c.request("GET", "/delay/%d" % ms); r = c.getresponse(); body = r.read()
+    dt = time.monotonic() - t
+    if r.status != 200 or body != b"%d" % ms or dt < ms / 1000:
+        bad.append((ms, r.status, body, dt))
+ts = [threading.Thread(target=one, args=(20 + 13 * i,)) for i in range(24)]
+[t.start() for t in ts]; [t.join() for t in ts]
+assert not bad, bad
+PY
+# a client that leaves while its answer waits: the timer goes, the server stays
+curl -s -m 0.2 "$U/delay/3000" >/dev/null; [[ $? -eq 28 ]] || fail "/delay/3000 answered within 0.2 s"
+get /pipeline 200 ok
 # totals: the double price * quantity * m exactly, as HttpArena's check
 # recomputes it, in the digits of Python's repr (integers without ".0")
 json_totals() { # URL COUNT M
