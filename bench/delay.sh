@@ -101,48 +101,6 @@ run_one() {
         "$(kv csw_per_req "$acct")" "$(kv pss_kib "$acct")" "$(kv tasks "$acct")")"
 }
 
-table() {
-    awk -v delay="$DELAY_MS" '
-    function val(line, k,   n, i, a, kv) {
-        n = split(line, a, " ")
-        for (i = 1; i <= n; i++) { split(a[i], kv, "="); if (kv[1] == k) return kv[2] }
-        return ""
-    }
-    function add(key, v) { if (v == "") return; L[key, ++N[key]] = v + 0 }
-    function med(key,   n, i, j, t, a) {
-        n = N[key]; if (!n) return ""
-        for (i = 1; i <= n; i++) a[i] = L[key, i]
-        for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-        return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-    }
-    $1 == "run" || $1 == "fail" {
-        g = val($0, "conns") SUBSEP val($0, "variant")
-        if (!(g in seen)) { seen[g] = 1; order[++ng] = g }
-    }
-    $1 == "fail" { fails[g]++ }
-    $1 == "run" {
-        runs[g]++
-        add(g SUBSEP "rps", val($0, "rps")); add(g SUBSEP "cpu", val($0, "cpu_us_per_req"))
-        add(g SUBSEP "pct", val($0, "srv_cpu_pct")); add(g SUBSEP "csw", val($0, "csw_per_req"))
-        add(g SUBSEP "p50", val($0, "p50_us")); add(g SUBSEP "p99", val($0, "p99_us"))
-        add(g SUBSEP "pss", val($0, "pss_per_conn")); add(g SUBSEP "tasks", val($0, "tasks"))
-        bad[g] += val($0, "failed") + val($0, "errors")
-    }
-    END {
-        print "| conns | backend:model | runs | req/s | of the ceiling | server CPU µs/req | server CPU % | ctx switches/req | p50 ms | p99 ms | Pss bytes/conn (tree ÷ conns) | tasks | failed+errors | failed runs |"
-        print "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-        for (k = 1; k <= ng; k++) {
-            g = order[k]; split(g, p, SUBSEP)
-            ceil = p[1] * 1000 / delay
-            printf "| %s | %s | %d | %.0f | %.2f | %.2f | %.0f | %.3f | %.1f | %.1f | %.0f | %d | %d | %d |\n",
-                p[1], p[2], runs[g], med(g SUBSEP "rps"), med(g SUBSEP "rps") / ceil,
-                med(g SUBSEP "cpu"), med(g SUBSEP "pct"), med(g SUBSEP "csw"),
-                med(g SUBSEP "p50") / 1000, med(g SUBSEP "p99") / 1000, med(g SUBSEP "pss"),
-                med(g SUBSEP "tasks"), bad[g], fails[g]
-        }
-    }' "$1"
-}
-
 environment() {
     env_date
     echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs"
@@ -163,4 +121,4 @@ for round in $(seq "$ROUNDS"); do
         for v in $VARIANTS; do run_one "$round" "$v" "$conns"; done
     done
 done
-write_summary table
+write_summary awk -v delay="$DELAY_MS" -f bench/stats.awk -f bench/delay-table.awk

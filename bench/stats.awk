@@ -1,4 +1,4 @@
-# stats.awk: the helpers bench/table.awk and bench/http-table.awk share;
+# stats.awk: the helpers bench/table.awk, http-table.awk and delay-table.awk share;
 # load it first: awk -f bench/stats.awk -f bench/table.awk RAW
 # Runs are collected per key with add(key, value), then summarised by stat().
 
