@@ -34,13 +34,7 @@ VX_HTTP=${VX_HTTP:-build/bin/vx-http}
 VX_LOAD=${VX_LOAD:-build/bin/vx-load}
 
 SRV_PID='' CLIENT_PID='' TMP=''
-cleanup() {
-    [ -n "$CLIENT_PID" ] && kill -KILL "$CLIENT_PID" 2>/dev/null
-    kill_tree KILL "$SRV_PID"
-    [ -n "$TMP" ] && rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'note interrupted; exit 130' INT TERM
+bench_traps
 
 # start_server BACKEND MODEL PORT (the tree on SERVER_CPU); sets SRV_PID.
 start_server() {

@@ -30,6 +30,18 @@ bench_args() {
 # kv KEY LINE: value of KEY=... in a space-separated key=value line
 kv() { local k=$1; shift; sed -n "s/.*\\b$k=\\([^ ]*\\).*/\\1/p" <<< "$*"; }
 
+# bench_traps: on exit kill only what the script started (CLIENT_PID, the
+# tree of SRV_PID) and remove its TMP; INT and TERM exit 130 through it.
+bench_cleanup() {
+    [ -n "${CLIENT_PID:-}" ] && kill -KILL "$CLIENT_PID" 2>/dev/null
+    kill_tree KILL "${SRV_PID:-}"
+    [ -n "${TMP:-}" ] && rm -rf "$TMP"
+}
+bench_traps() {
+    trap bench_cleanup EXIT
+    trap 'note interrupted; exit 130' INT TERM
+}
+
 # ----------------------------------------------------------------- ports
 # Ports are looked up in /proc/net/tcp{,6} rather than probed with connect(),
 # so checking never opens a connection to somebody else's server.

@@ -36,13 +36,7 @@ BENCH_CFLAGS=(-O2 -g -std=c11 -Wall -Wextra)
 
 SRV_PID='' CLIENT_PID='' TMP=''
 
-cleanup() {
-    [ -n "$CLIENT_PID" ] && kill -KILL "$CLIENT_PID" 2>/dev/null
-    kill_tree KILL "$SRV_PID"
-    [ -n "$TMP" ] && rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'note interrupted; exit 130' INT TERM
+bench_traps
 
 # --------------------------------------------------------------- servers
 server_cmd() { # model port

@@ -36,14 +36,7 @@ PEER_CFLAGS=(-O2 -g)
 
 SRV_PID='' CLIENT_PID='' TMP=''
 
-# Kill only what we started, by PID.
-cleanup() {
-    [ -n "$CLIENT_PID" ] && kill -KILL "$CLIENT_PID" 2>/dev/null
-    kill_tree KILL "$SRV_PID"
-    [ -n "$TMP" ] && rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'note interrupted; exit 130' INT TERM
+bench_traps
 
 # ---------------------------------------------------------------- build
 build() {
