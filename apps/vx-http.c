@@ -153,7 +153,31 @@ static void h_pipeline(vx_http_req *r, void *d) {
     vx_http_respond(r, 200, PLAIN, "ok", 2);
 }
 
+/* A refused request, logged with its reason (up to a newline) like the
+ * library's own refusals: at most ten lines a second per process, so that
+ * one bad client cannot flood the log. The handlers' 400s and the blocking
+ * baselines' refusals. */
+static void refused(int status, const char *why) {
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static time_t window;
+    static unsigned count;
+    time_t now = time(NULL);
+    pthread_mutex_lock(&mu);
+    if (now != window) {
+        if (count > 10)
+            fprintf(stderr, "vx-http: %u more refused requests not logged\n", count - 10);
+        window = now;
+        count = 0;
+    }
+    bool say = ++count <= 10;
+    pthread_mutex_unlock(&mu);
+    if (say)
+        fprintf(stderr, "vx-http: %d, %.*s\n", status, why ? (int)strcspn(why, "\n") : 11,
+                why ? why : "bad request");
+}
+
 static void bad(vx_http_req *r, const char *why) {
+    refused(400, why);
     vx_http_respond(r, 400, PLAIN, why, strlen(why));
 }
 
@@ -275,6 +299,7 @@ static void h_json_count(vx_http_req *r, void *d) {
  * and a client that leaves first frees it (the abort callback), so 32000
  * held connections cost 32000 timers and nothing else. */
 #define DELAY_MAX_MS 60000
+#define DELAY_BAD "delay: 0 to 60000 ms\n"
 
 typedef struct delay {
     vx_http_req *r;
@@ -320,7 +345,7 @@ static void h_delay(vx_http_req *r, void *unused) {
     const char *s = vx_http_req_param(r, "ms", &n);
     long long ms;
     if (!parse_delay(s, n, &ms))
-        return bad(r, "delay: 0 to 60000 ms\n");
+        return bad(r, DELAY_BAD);
     delay *d = malloc(sizeof *d);
     vx_conn *c = vx_http_req_conn(r);
     if (!d || vx_timer_new(vx_conn_loop(c), delay_fire, d, &d->t) < 0) {
@@ -624,15 +649,19 @@ static size_t blk_handle(const vx_http_request *req, const char *body, size_t bl
         }
         if (__builtin_add_overflow(blk_query_long(req->query, "a"), blk_query_long(req->query, "b"),
                                    &sum) ||
-            __builtin_add_overflow(sum, c, &sum))
+            __builtin_add_overflow(sum, c, &sum)) {
+            refused(400, "sum out of range");
             return blk_response(ob, 400, "text/plain", "sum out of range\n", 17, ka);
+        }
         int n = snprintf(b, sizeof b, "%ld", sum);
         return blk_response(ob, 200, "text/plain", b, (size_t)n, ka);
     }
     long long ms;
     if (path.n > 7 && !memcmp(path.p, "/delay/", 7)) { /* the thread (or process) sleeps */
-        if (!parse_delay(path.p + 7, path.n - 7, &ms))
-            return blk_response(ob, 400, "text/plain", "delay: 0 to 60000 ms\n", 21, ka);
+        if (!parse_delay(path.p + 7, path.n - 7, &ms)) {
+            refused(400, DELAY_BAD);
+            return blk_response(ob, 400, "text/plain", DELAY_BAD, sizeof DELAY_BAD - 1, ka);
+        }
         struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000};
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
             ;
@@ -640,26 +669,6 @@ static size_t blk_handle(const vx_http_request *req, const char *body, size_t bl
         return blk_response(ob, 200, "text/plain", b, (size_t)(e - b), ka);
     }
     return blk_response(ob, 404, "text/plain", "", 0, ka);
-}
-
-/* A refused request, logged with its reason like the event models' (at most
- * ten lines a second per process: one bad client must not flood the log). */
-static void blk_refused(int status, const char *why) {
-    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-    static time_t window;
-    static unsigned count;
-    time_t now = time(NULL);
-    pthread_mutex_lock(&mu);
-    if (now != window) {
-        if (count > 10)
-            fprintf(stderr, "vx-http: %u more refused requests not logged\n", count - 10);
-        window = now;
-        count = 0;
-    }
-    bool say = ++count <= 10;
-    pthread_mutex_unlock(&mu);
-    if (say)
-        fprintf(stderr, "vx-http: %d, %s\n", status, why ? why : "bad request");
 }
 
 /* The event models' timeouts, so that a slow or silent client cannot hold a
@@ -700,7 +709,7 @@ static void serve_blocking(int fd, void *data) {
     while (open) {
         if (need_read) {
             if (head_start && !blk_head_wait(fd, head_start)) {
-                blk_refused(408, "request head not complete within the header timeout");
+                refused(408, "request head not complete within the header timeout");
                 app_write_all(fd, ob, blk_response(ob, 408, "text/plain", "", 0, CLOSE_HDR));
                 break;
             }
@@ -726,9 +735,9 @@ static void serve_blocking(int fd, void *data) {
             size_t blen = req.content_length > 0 ? (size_t)req.content_length : 0;
             if (h < 0 || req.chunked || blen > 8192) {
                 status = h < 0 ? status : req.chunked ? 501 : 413;
-                blk_refused(status, h < 0         ? why
-                                    : req.chunked ? "chunked bodies: not in the blocking baseline"
-                                                  : "body over the blocking baseline's 8 KiB");
+                refused(status, h < 0         ? why
+                                : req.chunked ? "chunked bodies: not in the blocking baseline"
+                                              : "body over the blocking baseline's 8 KiB");
                 olen += blk_response(ob + olen, status, "text/plain", "", 0, CLOSE_HDR);
                 open = false;
                 break;
@@ -756,7 +765,7 @@ static void serve_blocking(int fd, void *data) {
         memmove(in, in + off, len - off);
         len -= off;
         if (open && len == BLK_IN) { /* a head that does not fit: 431 */
-            blk_refused(431, "request over the blocking baseline's 16 KiB input buffer");
+            refused(431, "request over the blocking baseline's 16 KiB input buffer");
             app_write_all(fd, ob, blk_response(ob, 431, "text/plain", "", 0, CLOSE_HDR));
             break;
         }

@@ -35,6 +35,7 @@ for model in thread-per-conn fork-per-conn; do
     done
     rm -f "$out".d*
     [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/delay/x")" = 400 ] || fail "$model: /delay/x"
+    grep -q '400, delay: 0 to 60000 ms$' "$err" || fail "$model: /delay/x not logged: $(cat "$err")"
     got=$(printf 'GET /pipeline HTTP/1.1\r\nHost: x\r\n\r\nGET /json HTTP/1.1\r\nHost: x\r\n\r\nGET /plaintext HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' |
         timeout 5 nc -q 3 127.0.0.1 "$port" | grep -oE 'ok|\{"message":"Hello, World!"\}|Hello, World!' | tr '\n' '|')
     [ "$got" = 'ok|{"message":"Hello, World!"}|Hello, World!|' ] || fail "$model: pipelined batch: '$got'"

@@ -49,6 +49,7 @@ get '/baseline11?a=2&b=3' 200 15 -X POST --data 10
 get '/baseline11?a=2&b=3' 200 15 -X POST -H 'Transfer-Encoding: chunked' --data 10
 get '/baseline11?a=-7&b=3' 200 -4
 get '/baseline11?a=9223372036854775807&b=1' 400 'sum out of range'
+grep -q '400, sum out of range$' "$tmp/err" || fail "a handler's 400 not logged with its reason"
 get '/baseline11?a=1&b=0' 400 'sum out of range' -X POST --data 9223372036854775807
 get /pipeline 200 ok
 # /delay/{ms}: ms back, and never before ms have passed (only that bound is
