@@ -304,8 +304,7 @@ static void h_json_count(vx_http_req *r, void *d) {
 typedef struct delay {
     vx_http_req *r;
     vx_timer *t;
-    char ms[24];
-    size_t n;
+    long long ms;
 } delay;
 
 static void delay_free(delay *d) {
@@ -316,7 +315,8 @@ static void delay_free(delay *d) {
 static void delay_fire(vx_timer *t, void *data) {
     (void)t;
     delay *d = data;
-    vx_http_respond(d->r, 200, PLAIN, d->ms, d->n);
+    char b[24];
+    vx_http_respond(d->r, 200, PLAIN, b, (size_t)(dec_i64(b, d->ms) - b));
     delay_free(d);
 }
 
@@ -353,7 +353,7 @@ static void h_delay(vx_http_req *r, void *unused) {
         return (void)vx_http_respond(r, 503, PLAIN, "out of memory\n", 14);
     }
     d->r = r;
-    d->n = (size_t)(dec_i64(d->ms, ms) - d->ms);
+    d->ms = ms;
     vx_http_on_abort(r, delay_abort, d);
     /* The loop's clock is whole milliseconds read once a turn, so a timer
      * for ms can fire up to 1 ms (plus the turn so far) early; from a fresh
